@@ -1,0 +1,217 @@
+"""evaluate(task, model) -> run directory, with caching, resumption and sharding.
+
+The runner is the only place that talks to both a task and a model:
+1. the task builds samples; their requests are looked up in the generation cache;
+2. missing requests go to the model in length-sorted chunks, each chunk committed to the
+   cache as soon as it is done (a killed run loses at most one chunk);
+3. the task scores every sample, metrics are aggregated, and the run directory is written
+   atomically, its manifest flipped from ``running`` to ``complete`` last.
+
+Under ``accelerate launch``/``torchrun`` (WORLD_SIZE > 1) each process generates only its
+own stride of the pending requests into the shared cache; rank 0 waits for the others and
+writes the one run directory.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from tqdm.auto import tqdm
+
+from rai_multi.cache import GenerationCache, NullCache, cache_key
+from rai_multi.errors import RaiMultiError
+from rai_multi.languages import tier_of
+from rai_multi.models.base import ModelAdapter
+from rai_multi.paths import cache_dir
+from rai_multi.records import GenerationRequest, Response, Sample, prompt_hash
+from rai_multi.store import (
+    RunDir,
+    file_sha256,
+    git_commit,
+    metrics_document,
+    now_iso,
+    package_versions,
+    safe_name,
+)
+from rai_multi.tasks.base import Task
+
+DEFAULT_SEED = 1234
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run (not what to evaluate): output folder, display name, seed, batching."""
+
+    out_dir: Path
+    name: str
+    seed: int = DEFAULT_SEED
+    batch_size: int = 16
+    use_cache: bool = True
+    progress: bool = True
+    chunk_size: int | None = None  # requests per cache commit; default 4 x batch size
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's place among data-parallel workers."""
+
+    rank: int = 0
+    world_size: int = 1
+
+    @classmethod
+    def from_env(cls) -> "Shard":
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")))
+        return cls(rank=rank, world_size=world)
+
+
+def run_key(task: Task) -> str:
+    return safe_name(f"{task.name}-{task.setting}" if task.setting else task.name)
+
+
+def run_dir_for(task: Task, options: RunOptions) -> Path:
+    """``<out>/<model name>/<task>-<setting>``."""
+    return Path(options.out_dir) / safe_name(options.name) / run_key(task)
+
+
+def _request_length(sample: Sample) -> int:
+    req = sample.request
+    if isinstance(req, GenerationRequest):
+        return len(req.prompt)
+    return len(req.context) + max((len(c) for c in req.continuations), default=0)
+
+
+def _check_unique_ids(samples: Sequence[Sample]) -> None:
+    seen: set[str] = set()
+    for sample in samples:
+        if sample.id in seen:
+            raise RaiMultiError(f"duplicate sample id {sample.id!r}: the data has repeated items")
+        seen.add(sample.id)
+
+
+def _query_model(model: ModelAdapter, samples: Sequence[Sample]) -> list[Response]:
+    """Send one chunk (all of one request kind) to the model."""
+    ids = [s.id for s in samples]
+    if isinstance(samples[0].request, GenerationRequest):
+        outs = model.generate([s.request for s in samples], ids)  # type: ignore[misc]
+        return [Response(outputs=tuple(o)) for o in outs]
+    lls = model.loglikelihood([s.request for s in samples], ids)  # type: ignore[misc]
+    return [Response(loglikelihoods=tuple(x)) for x in lls]
+
+
+def generate_responses(
+    task: Task,
+    model: ModelAdapter,
+    samples: Sequence[Sample],
+    options: RunOptions,
+    shard: Shard = Shard(),
+) -> dict[str, Response]:
+    """Answers for every sample (by sample id), from the cache or the model.
+
+    With several shards this process only fills its own stride of the missing requests
+    and returns what it produced; rank 0 then re-reads everything from the cache."""
+    use_cache = options.use_cache and model.cacheable
+    cache = GenerationCache(cache_dir(options.out_dir) / "generations.sqlite") if use_cache else NullCache()
+    try:
+        keys = {s.id: cache_key(model.fingerprint, task.name, task.version, s.request) for s in samples}
+        cached = cache.get_many(set(keys.values()))
+        responses = {s.id: cached[keys[s.id]] for s in samples if keys[s.id] in cached}
+        pending = [s for s in samples if s.id not in responses]
+        pending = pending[shard.rank :: shard.world_size]
+        # Length-sorted (longest first) so each batch pads little and OOM shows up early.
+        pending.sort(key=_request_length, reverse=True)
+        chunk = options.chunk_size or max(1, options.batch_size * 4)
+        by_kind: dict[str, list[Sample]] = {}
+        for s in pending:
+            by_kind.setdefault(s.request.kind, []).append(s)
+        bar = tqdm(
+            total=len(pending),
+            desc=f"{task.name}{'/' + task.setting if task.setting else ''} [{options.name}]",
+            unit="sample",
+            disable=not options.progress or not pending,
+            leave=False,
+        )
+        for group in by_kind.values():
+            for start in range(0, len(group), chunk):
+                part = group[start : start + chunk]
+                answers = _query_model(model, part)
+                cache.put_many({keys[s.id]: a for s, a in zip(part, answers)})
+                responses.update({s.id: a for s, a in zip(part, answers)})
+                bar.update(len(part))
+        bar.close()
+        return responses
+    finally:
+        cache.close()
+
+
+def _wait_for_shards(task: Task, model: ModelAdapter, samples: Sequence[Sample], options: RunOptions) -> dict[str, Response]:
+    """Rank 0: poll the shared cache until every sample has an answer."""
+    cache = GenerationCache(cache_dir(options.out_dir) / "generations.sqlite")
+    try:
+        keys = {s.id: cache_key(model.fingerprint, task.name, task.version, s.request) for s in samples}
+        while True:
+            found = cache.get_many(set(keys.values()))
+            if all(k in found for k in keys.values()):
+                return {sid: found[k] for sid, k in keys.items()}
+            time.sleep(0.5)
+    finally:
+        cache.close()
+
+
+def build_manifest(task: Task, model: ModelAdapter, options: RunOptions, n_samples: int) -> dict[str, Any]:
+    return {
+        "schema": 1,
+        "task": task.name,
+        "task_version": task.version,
+        "setting": task.setting,
+        "model": {"name": options.name, "fingerprint": model.fingerprint, **model.description()},
+        "config": task.config(),
+        "seed": options.seed,
+        "batch_size": options.batch_size,
+        "data_files": {str(p): file_sha256(p) for p in task.data_files()},
+        "n_samples": n_samples,
+        "packages": package_versions(),
+        "git_commit": git_commit(),
+        "started": now_iso(),
+    }
+
+
+def base_row(sample: Sample, response: Response) -> dict[str, Any]:
+    """The fields every samples.jsonl row has, whatever the task."""
+    row: dict[str, Any] = {
+        "id": sample.id,
+        "lang": sample.lang,
+        "tier": tier_of(sample.lang),
+        "prompt_hash": prompt_hash(sample.request),
+    }
+    row.update(response.to_json())
+    return row
+
+
+def evaluate(task: Task, model: ModelAdapter, options: RunOptions, shard: Shard | None = None) -> Path:
+    """Run ``task`` on ``model`` and write its run directory; returns the directory."""
+    shard = shard or Shard.from_env()
+    samples = task.build_samples()
+    if not samples:
+        raise RaiMultiError(f"{task.name}: no samples to evaluate (check --langs/--limit and the data files)")
+    _check_unique_ids(samples)
+    run_dir = RunDir(run_dir_for(task, options))
+    manifest = build_manifest(task, model, options, len(samples))
+    if shard.rank == 0:
+        run_dir.start(manifest)
+    responses = generate_responses(task, model, samples, options, shard)
+    if shard.world_size > 1:
+        if shard.rank != 0:
+            return run_dir.path
+        responses = _wait_for_shards(task, model, samples, options)
+    ordered = [responses[s.id] for s in samples]
+    scored = task.score(samples, ordered)
+    rows = [{**base_row(s, r), **extra} for s, r, extra in zip(samples, ordered, scored)]
+    metrics = task.metrics(rows, options.seed)
+    manifest["shards"] = shard.world_size
+    run_dir.finish(manifest, rows, metrics_document(task.name, task.version, task.setting, options.name, metrics))
+    return run_dir.path
