@@ -1,0 +1,77 @@
+"""Pieces every command shares: option types, model loading, running and printing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import typer
+
+from rai_multi.models.base import ModelAdapter
+from rai_multi.records import Metric
+from rai_multi.runner import DEFAULT_SEED, RunOptions, evaluate
+from rai_multi.store import RunDir
+from rai_multi.tasks.base import Task
+
+ModelOpt = typer.Option(..., "--model", "-m", help="Local model directory, GGUF file, or hub id.")
+LangsOpt = typer.Option(None, "--langs", help="Comma-separated language codes (default: all of the task's).")
+TierOpt = typer.Option(None, "--tier", help="Only languages of this tier: high, low or en.")
+LimitOpt = typer.Option(None, "--limit", min=1, help="At most N items per language (or per file).")
+BatchOpt = typer.Option(16, "--batch-size", min=1, help="Requests per forward pass.")
+NameOpt = typer.Option(None, "--name", help="Display name of the model in run dirs and reports.")
+OutOpt = typer.Option(Path("runs"), "--out", help="Folder that receives run directories.")
+DataDirOpt = typer.Option(None, "--data-dir", help="Benchmark data folder (default: $RAI_MULTI_DATA).")
+SeedOpt = typer.Option(DEFAULT_SEED, "--seed", help="The one seed (sampling, exemplars, bootstrap).")
+DtypeOpt = typer.Option("auto", "--dtype", help="fp32, bf16, int8 (dynamic) or auto.")
+ChatOpt = typer.Option(False, "--chat-template/--no-chat-template", help="Wrap prompts in the model's chat template.")
+NoCacheOpt = typer.Option(False, "--no-cache", help="Ignore and do not fill the generation cache.")
+PredictionsOpt = typer.Option(..., "--predictions", "-p", help='JSONL of {"id": ..., "output": ...} rows.')
+
+
+def default_name(model: str) -> str:
+    """Display name derived from a model path or hub id (last path component)."""
+    path = Path(model.rstrip("/"))
+    return path.stem if path.suffix == ".gguf" else path.name
+
+
+def load_adapter(model: str, batch_size: int, dtype: str = "auto", chat_template: bool = False) -> ModelAdapter:
+    from rai_multi.models.loading import load_model
+
+    return load_model(model, batch_size=batch_size, dtype=dtype, chat_template=chat_template)
+
+
+def print_metrics(run_dir: Path, names: Sequence[str] | None = None, max_rows: int = 40) -> None:
+    """Short table of a finished run's metrics on stdout, then the run directory."""
+    doc = RunDir(run_dir).read_metrics()
+    rows = [m for m in doc["metrics"] if names is None or m["name"] in names]
+    typer.echo(f"{doc['task']} {doc['setting']} [{doc['model']}]")
+    for m in rows[:max_rows]:
+        ci = m["ci"]
+        ci_text = f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+        typer.echo(f"  {m['name']:<28} {m['slice']:<22} {m['value']:>8.4f} {ci_text:<18} n={m['n']}")
+    if len(rows) > max_rows:
+        typer.echo(f"  ... {len(rows) - max_rows} more in metrics.json")
+    typer.echo(f"run directory: {run_dir}")
+
+
+def run_and_print(
+    task: Task,
+    adapter: ModelAdapter,
+    *,
+    name: Optional[str],
+    out: Path,
+    seed: int,
+    batch_size: int,
+    no_cache: bool = False,
+    metric_names: Sequence[str] | None = None,
+) -> Path:
+    options = RunOptions(
+        out_dir=out, name=name or adapter.name, seed=seed, batch_size=batch_size, use_cache=not no_cache
+    )
+    run_dir = evaluate(task, adapter, options)
+    print_metrics(run_dir, metric_names)
+    return run_dir
+
+
+def summarize(metrics: Sequence[Metric]) -> str:
+    return ", ".join(f"{m.name}[{m.slice}]={m.value:.3f}" for m in metrics)
