@@ -93,6 +93,15 @@ def _check_unique_ids(samples: Sequence[Sample]) -> None:
         seen.add(sample.id)
 
 
+@dataclass(frozen=True)
+class Answers:
+    """Responses by sample id, and how many came from the cache vs the model."""
+
+    responses: dict[str, Response]
+    from_cache: int
+    generated: int
+
+
 def _query_model(model: ModelAdapter, samples: Sequence[Sample]) -> list[Response]:
     """Send one chunk (all of one request kind) to the model."""
     ids = [s.id for s in samples]
@@ -109,7 +118,7 @@ def generate_responses(
     samples: Sequence[Sample],
     options: RunOptions,
     shard: Shard = Shard(),
-) -> dict[str, Response]:
+) -> "Answers":
     """Answers for every sample (by sample id), from the cache or the model.
 
     With several shards this process only fills its own stride of the missing requests
@@ -143,7 +152,8 @@ def generate_responses(
                 responses.update({s.id: a for s, a in zip(part, answers)})
                 bar.update(len(part))
         bar.close()
-        return responses
+        return Answers(responses, from_cache=len(samples) - len(pending) if shard.world_size == 1 else -1,
+                       generated=len(pending))
     finally:
         cache.close()
 
@@ -203,7 +213,8 @@ def evaluate(task: Task, model: ModelAdapter, options: RunOptions, shard: Shard 
     manifest = build_manifest(task, model, options, len(samples))
     if shard.rank == 0:
         run_dir.start(manifest)
-    responses = generate_responses(task, model, samples, options, shard)
+    answers = generate_responses(task, model, samples, options, shard)
+    responses = answers.responses
     if shard.world_size > 1:
         if shard.rank != 0:
             return run_dir.path
@@ -213,5 +224,6 @@ def evaluate(task: Task, model: ModelAdapter, options: RunOptions, shard: Shard 
     rows = [{**base_row(s, r), **extra} for s, r, extra in zip(samples, ordered, scored)]
     metrics = task.metrics(rows, options.seed)
     manifest["shards"] = shard.world_size
+    manifest["answers"] = {"from_cache": answers.from_cache, "generated": answers.generated}
     run_dir.finish(manifest, rows, metrics_document(task.name, task.version, task.setting, options.name, metrics))
     return run_dir.path

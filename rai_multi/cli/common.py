@@ -40,6 +40,14 @@ def load_adapter(model: str, batch_size: int, dtype: str = "auto", chat_template
     return load_model(model, batch_size=batch_size, dtype=dtype, chat_template=chat_template)
 
 
+def check_data_files(task: Task) -> None:
+    """Fail on a missing data file before spending time on loading a model."""
+    from rai_multi.paths import require_file
+
+    for path in task.data_files():
+        require_file(Path(path), f"{task.name} data file")
+
+
 def print_metrics(run_dir: Path, names: Sequence[str] | None = None, max_rows: int = 40) -> None:
     """Short table of a finished run's metrics on stdout, then the run directory."""
     doc = RunDir(run_dir).read_metrics()

@@ -1,0 +1,121 @@
+"""MGSM loader: upstream ``mgsm_<lang>.tsv`` files and ``exemplars.py``, or the hub.
+
+The TSVs have no header: ``question<TAB>answer``. ``exemplars.py`` is a Python module in
+the upstream repo; it is parsed with ``ast`` and its dict literal read with
+``ast.literal_eval``, never imported or executed.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+
+from rai_multi.errors import DataError
+from rai_multi.scoring.numbers import parse_gold
+
+HUB_DATASET = "juletxara/mgsm"
+
+
+@dataclass(frozen=True)
+class MgsmItem:
+    id: str
+    lang: str
+    question: str
+    answer: float
+    answer_raw: str
+
+
+@dataclass(frozen=True)
+class Exemplar:
+    question: str  # with the question word, as upstream writes it
+    answer: str    # step-by-step answer with its prefix and final-answer sentence
+    number: float
+
+
+def mgsm_folder(data_dir: Path) -> Path:
+    """Accept the data root (holding ``mgsm/``) or the mgsm folder itself."""
+    return data_dir / "mgsm" if (data_dir / "mgsm").is_dir() else data_dir
+
+
+def tsv_path(data_dir: Path, lang: str) -> Path:
+    return mgsm_folder(data_dir) / f"mgsm_{lang}.tsv"
+
+
+def exemplars_path(data_dir: Path) -> Path:
+    return mgsm_folder(data_dir) / "exemplars.py"
+
+
+def load_mgsm_tsv(path: Path, lang: str) -> list[MgsmItem]:
+    """Read one TSV; a malformed row raises a DataError naming file and line."""
+    if not path.is_file():
+        raise DataError(f"MGSM file not found: {path}")
+    items = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            line = line.rstrip("\n").rstrip("\r")
+            if not line.strip():
+                continue
+            fields = line.split("\t")
+            if len(fields) != 2 or not fields[0].strip():
+                raise DataError(
+                    f"{path}:{lineno}: expected 'question<TAB>answer' (2 fields), found {len(fields)} field(s)"
+                )
+            question, raw = fields
+            try:
+                gold = parse_gold(raw)
+            except ValueError:
+                raise DataError(f"{path}:{lineno}: answer {raw!r} is not a number") from None
+            items.append(MgsmItem(f"mgsm/{lang}/{len(items)}", lang, question.strip(), gold, raw.strip()))
+    if not items:
+        raise DataError(f"{path}: no rows")
+    return items
+
+
+def load_mgsm_hub(lang: str) -> list[MgsmItem]:
+    """The same items from the hub dataset (needs network)."""
+    try:
+        from datasets import load_dataset
+
+        ds = load_dataset(HUB_DATASET, lang, split="test")
+    except Exception as exc:  # datasets raises many types when offline
+        raise DataError(
+            f"cannot load {HUB_DATASET} ({lang}) from the hub: {str(exc).splitlines()[0] if str(exc) else exc}; "
+            "pass --data-dir or set RAI_MULTI_DATA to a folder holding mgsm/mgsm_<lang>.tsv"
+        ) from None
+    return [
+        MgsmItem(f"mgsm/{lang}/{i}", lang, row["question"].strip(), float(row["answer_number"]), str(row["answer_number"]))
+        for i, row in enumerate(ds)
+    ]
+
+
+def load_exemplars(path: Path) -> dict[str, list[Exemplar]]:
+    """The 8 native CoT exemplars per language from upstream exemplars.py (not executed)."""
+    if not path.is_file():
+        raise DataError(f"MGSM exemplars file not found: {path}")
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    except SyntaxError as exc:
+        raise DataError(f"{path}:{exc.lineno}: cannot parse: {exc.msg}") from None
+    literals: dict[str, object] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name = node.targets[0].id
+            if name in ("MGSM_EXEMPLARS", "EXEMPLAR_NUMBER_ANSWERS"):
+                try:
+                    literals[name] = ast.literal_eval(node.value)
+                except ValueError:
+                    raise DataError(f"{path}:{node.lineno}: {name} is not a plain literal") from None
+    raw = literals.get("MGSM_EXEMPLARS")
+    numbers = literals.get("EXEMPLAR_NUMBER_ANSWERS")
+    if not isinstance(raw, dict) or not isinstance(numbers, list):
+        raise DataError(f"{path}: MGSM_EXEMPLARS or EXEMPLAR_NUMBER_ANSWERS not found")
+    out: dict[str, list[Exemplar]] = {}
+    for lang, by_index in raw.items():
+        keys = sorted(by_index, key=int)
+        if len(keys) != len(numbers):
+            raise DataError(f"{path}: language {lang!r} has {len(keys)} exemplars, expected {len(numbers)}")
+        out[lang] = [
+            Exemplar(by_index[k]["q"], by_index[k]["a"], float(n)) for k, n in zip(keys, numbers)
+        ]
+    return out

@@ -1,0 +1,148 @@
+"""Turn a ``--model`` value into a ModelAdapter: local directory, GGUF file, or hub id.
+
+GGUF files are dequantised by transformers (slow: about a minute for a 270M model), so the
+conversion is done once into a cache folder as safetensors and reused; the cache key is the
+GGUF file's hash, which is also the model fingerprint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from rai_multi.errors import ModelLoadError
+from rai_multi.models.hf import HFAdapter
+from rai_multi.store import file_sha256
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
+DTYPES = ("auto", "fp32", "bf16", "int8")
+
+
+def model_cache_dir() -> Path:
+    env = os.environ.get("RAI_MULTI_MODEL_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "rai-multi" / "models"
+
+
+def directory_fingerprint(path: Path) -> str:
+    """Hash of a local model's config and weight files (content, not names or dates)."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.iterdir() if p.name == "config.json" or p.suffix in WEIGHT_SUFFIXES)
+    for p in files:
+        digest.update(p.name.encode())
+        digest.update(file_sha256(p).encode())
+    return "sha256:" + digest.hexdigest()[:32]
+
+
+def _looks_like_path(spec: str) -> bool:
+    return spec.startswith((".", "/", "~")) or spec.count("/") > 1 or spec.endswith(".gguf") or os.sep == "\\"
+
+
+def convert_gguf(gguf: Path) -> Path:
+    """Dequantise a GGUF file once into ``<model cache>/gguf-<hash>/`` (safetensors)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target = model_cache_dir() / f"gguf-{file_sha256(gguf)[:16]}"
+    if (target / "config.json").is_file():
+        return target
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype="float32")
+    except Exception as exc:  # transformers raises many types for a bad file
+        raise ModelLoadError(f"cannot read GGUF file {gguf}: {exc}") from None
+    tmp.mkdir(parents=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "source.txt").write_text(f"{gguf}\n{file_sha256(gguf)}\n", encoding="utf-8")
+    if target.exists():  # another process finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        os.replace(tmp, target)
+    return target
+
+
+def _apply_dtype(model: Any, dtype: str) -> Any:
+    import torch
+
+    if dtype in ("auto", "fp32"):
+        return model.float()
+    if dtype == "bf16":
+        return model.to(torch.bfloat16)
+    if dtype == "int8":
+        return torch.ao.quantization.quantize_dynamic(model.float(), {torch.nn.Linear}, dtype=torch.qint8)
+    raise ModelLoadError(f"unknown --dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+
+
+def _load_pretrained(source: str, revision: str | None) -> tuple[Any, Any]:
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # length warnings are handled by our own truncation
+    hf_logging.disable_progress_bar()
+
+    config = AutoConfig.from_pretrained(source, revision=revision)
+    cls = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
+    tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
+    model = cls.from_pretrained(source, revision=revision, dtype="float32")
+    return model, tokenizer
+
+
+def load_model(
+    spec: str,
+    *,
+    batch_size: int = 16,
+    dtype: str = "auto",
+    chat_template: bool = False,
+    revision: str | None = None,
+    name: str | None = None,
+) -> HFAdapter:
+    """Load ``spec`` (local dir, ``.gguf`` file or hub id) as an HFAdapter."""
+    if dtype not in DTYPES:
+        raise ModelLoadError(f"unknown --dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    path = Path(spec).expanduser()
+    description: dict[str, Any] = {"source": spec}
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ModelLoadError(f"model file does not exist: {path}")
+        fingerprint = f"gguf:{file_sha256(path)[:32]}"
+        source = str(convert_gguf(path))
+        description["gguf_sha256"] = file_sha256(path)
+        display = name or path.stem
+    elif path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(f"not a model directory (no config.json): {path}")
+        fingerprint = directory_fingerprint(path)
+        source = str(path)
+        display = name or path.name
+    elif _looks_like_path(spec):
+        raise ModelLoadError(f"model path does not exist: {path}")
+    else:
+        source = spec
+        fingerprint = ""
+        display = name or spec.rsplit("/", 1)[-1]
+    try:
+        model, tokenizer = _load_pretrained(source, revision)
+    except ModelLoadError:
+        raise
+    except (OSError, ValueError, EnvironmentError) as exc:
+        hint = "" if path.exists() else " (not a local path; offline or unknown hub id? pass a local directory)"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"cannot load model {spec!r}{hint}: {first}") from None
+    if not fingerprint:
+        commit = getattr(model.config, "_commit_hash", None) or revision or "unknown"
+        fingerprint = f"hub:{spec}@{commit}"
+        description["revision"] = commit
+    model = _apply_dtype(model, dtype)
+    return HFAdapter(
+        model,
+        tokenizer,
+        name=display,
+        fingerprint=f"{fingerprint}|{dtype}",
+        batch_size=batch_size,
+        chat_template=chat_template,
+        description=description,
+    )
