@@ -43,11 +43,17 @@ class MgsmPhrases:
     direct_answer_prefix: str
     zero_shot_cot_trigger: str
     source: str  # "mgsm-exemplars" or "rai-multi" (own translation, no exemplars exist)
+    final_answer_alternatives: tuple[str, ...] = ()  # other prefixes the exemplars use
 
     @property
     def final_answer_prefix(self) -> str:
         """The text before the number in the final-answer sentence (used for extraction)."""
         return self.final_answer.split("{N}")[0].strip()
+
+    @property
+    def final_answer_prefixes(self) -> tuple[str, ...]:
+        """Every final-answer prefix the exemplars use (German: "ist" and "lautet")."""
+        return (self.final_answer_prefix, *self.final_answer_alternatives)
 
 
 @dataclass(frozen=True)
@@ -131,6 +137,11 @@ def parse_language(path: Path) -> LanguageConfig:
             direct_answer_prefix=_field(section, "direct_answer_prefix", str, path, "mgsm"),
             zero_shot_cot_trigger=_field(section, "zero_shot_cot_trigger", str, path, "mgsm"),
             source=_field(section, "source", str, path, "mgsm"),
+            final_answer_alternatives=(
+                _str_list(section, "final_answer_alternatives", path, "mgsm")
+                if "final_answer_alternatives" in section
+                else ()
+            ),
         )
     decimal = _field(data, "decimal_separator", str, path)
     thousands = _str_list(data, "thousands_separators", path)

@@ -3,8 +3,9 @@
 Rules (each one answers a known bug of other harnesses):
 - every Unicode decimal digit (Bengali ০-৯, Thai ๐-๙, Telugu ౦-౯, Devanagari, full-width
   ０-９, Arabic-Indic ...) is mapped to ASCII through ``unicodedata.decimal``, not ``[0-9]``;
-- the final-answer phrase is the one the language's MGSM exemplars use (German "ist", not
-  "lautet"); the number after its last occurrence wins, else the last number in the text;
+- the final-answer phrases are the ones the language's MGSM exemplars use (German: both
+  "Die Antwort ist" and "Die Antwort lautet" occur there); the number after the last
+  phrase wins, else the last number in the text;
 - thousands groups may be separated by ``,`` ``.`` or a normal, thin, narrow or no-break
   space, and a grouped number is read as ONE number (never "000");
 - a single separator followed by exactly three digits is read as thousands grouping in every
@@ -127,7 +128,7 @@ def extract_answer(
     the last number in the text, else nothing."""
     prefixes = []
     if lang.mgsm is not None:
-        prefixes.append(lang.mgsm.final_answer_prefix)
+        prefixes.extend(lang.mgsm.final_answer_prefixes)
     prefixes.extend(p for p in extra_prefixes if p not in prefixes)
     normalized = normalize_digits(text)
     best_end = -1
