@@ -89,6 +89,24 @@ def load_mgsm_hub(lang: str) -> list[MgsmItem]:
     ]
 
 
+def load_exemplars_hub(langs: list[str]) -> dict[str, list[Exemplar]]:
+    """Exemplars from the hub dataset's ``train`` split (8 per language; its question and
+    answer fields carry the question word and step-by-step prefix, as exemplars.py does)."""
+    out: dict[str, list[Exemplar]] = {}
+    for lang in langs:
+        try:
+            from datasets import load_dataset
+
+            ds = load_dataset(HUB_DATASET, lang, split="train")
+        except Exception as exc:
+            raise DataError(
+                f"cannot load MGSM exemplars ({HUB_DATASET}, {lang}, train) from the hub: "
+                f"{str(exc).splitlines()[0] if str(exc) else exc}; pass --data-dir with mgsm/exemplars.py"
+            ) from None
+        out[lang] = [Exemplar(r["question"], r["answer"], float(r["answer_number"])) for r in ds]
+    return out
+
+
 def load_exemplars(path: Path) -> dict[str, list[Exemplar]]:
     """The 8 native CoT exemplars per language from upstream exemplars.py (not executed)."""
     if not path.is_file():

@@ -17,7 +17,16 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from rai_multi.aggregate import by_language
-from rai_multi.data.mgsm import Exemplar, exemplars_path, load_exemplars, load_mgsm_hub, load_mgsm_tsv, tsv_path
+from rai_multi.data.mgsm import (
+    HUB_DATASET,
+    Exemplar,
+    exemplars_path,
+    load_exemplars,
+    load_exemplars_hub,
+    load_mgsm_hub,
+    load_mgsm_tsv,
+    tsv_path,
+)
 from rai_multi.errors import ConfigError
 from rai_multi.languages import MGSM_LANGS, LanguageConfig, get_language
 from rai_multi.records import GenerationRequest, Metric, Response, Sample
@@ -84,7 +93,7 @@ class MgsmTask:
             "samples": self.samples,
             "max_new_tokens": self.new_tokens,
             "sampling": {"temperature": SC_TEMPERATURE, "top_k": SC_TOP_K} if self.samples > 1 else "greedy",
-            "source": str(self.data_dir) if self.data_dir else f"hub:{HUB}",
+            "source": str(self.data_dir) if self.data_dir else f"hub:{HUB_DATASET}",
         }
 
     def data_files(self) -> list[Path]:
@@ -96,8 +105,10 @@ class MgsmTask:
     def exemplars(self) -> dict[str, list[Exemplar]]:
         if self._exemplars is None:
             if self.data_dir is None:
-                raise ConfigError("MGSM exemplars need the upstream exemplars.py: pass --data-dir")
-            self._exemplars = load_exemplars(exemplars_path(self.data_dir))
+                needed = sorted(set(self.langs) | ({"en"} if self.setting == "en_cot" else set()))
+                self._exemplars = load_exemplars_hub(needed)
+            else:
+                self._exemplars = load_exemplars(exemplars_path(self.data_dir))
         return self._exemplars
 
     def prompt(self, lang: LanguageConfig, question: str) -> str:
@@ -195,5 +206,3 @@ class MgsmTask:
             ]
         return metrics
 
-
-HUB = "juletxara/mgsm"
