@@ -40,6 +40,14 @@ def load_adapter(model: str, batch_size: int, dtype: str = "auto", chat_template
     return load_model(model, batch_size=batch_size, dtype=dtype, chat_template=chat_template)
 
 
+def prompt_budget(adapter: ModelAdapter, max_new_tokens: int) -> int | None:
+    """Prompt tokens a model can take: its window, less the new tokens for decoder-only models."""
+    window = adapter.max_context
+    if window is None:
+        return None
+    return window if adapter.description().get("seq2seq") else max(1, window - max_new_tokens)
+
+
 def check_data_files(task: Task) -> None:
     """Fail on a missing data file before spending time on loading a model."""
     from rai_multi.paths import require_file
@@ -51,7 +59,10 @@ def check_data_files(task: Task) -> None:
 def print_metrics(run_dir: Path, names: Sequence[str] | None = None, max_rows: int = 40) -> None:
     """Short table of a finished run's metrics on stdout, then the run directory."""
     doc = RunDir(run_dir).read_metrics()
-    rows = [m for m in doc["metrics"] if names is None or m["name"] in names]
+    rows = [
+        m for m in doc["metrics"]
+        if (names is None or m["name"] in names) and not m["slice"].startswith("joshi=")
+    ]
     typer.echo(f"{doc['task']} {doc['setting']} [{doc['model']}]")
     for m in rows[:max_rows]:
         ci = m["ci"]

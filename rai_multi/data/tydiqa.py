@@ -1,0 +1,124 @@
+"""TyDiQA GoldP loader: SQuAD 1.1-layout JSON, per-language files or the combined dev file,
+and the hub's ``secondary_task``.
+
+The language of an item is read from its id prefix (``bengali-...``) and checked against
+the language asked for: a file whose ids belong to another language, or a slice that comes
+out empty, is an error, never a silent mixed average.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from rai_multi.errors import DataError
+
+HUB_DATASET = "google-research-datasets/tydiqa"
+LANG_NAMES = {
+    "ar": "arabic", "bn": "bengali", "en": "english", "fi": "finnish", "id": "indonesian",
+    "ja": "japanese", "ko": "korean", "ru": "russian", "sw": "swahili", "te": "telugu", "th": "thai",
+}
+NAME_TO_LANG = {v: k for k, v in LANG_NAMES.items()}
+GOLDP_LANGS = ("ar", "bn", "en", "fi", "id", "ko", "ru", "sw", "te")
+COMBINED_FILES = {"dev": "tydiqa-goldp-v1.1-dev.json", "train": "tydiqa-goldp-v1.1-train.json"}
+
+
+@dataclass(frozen=True)
+class QAItem:
+    id: str
+    lang: str
+    title: str
+    context: str
+    question: str
+    answers: tuple[str, ...]
+
+
+def lang_of_id(qid: str) -> str | None:
+    """ISO code from an upstream id such as ``bengali-6086...-1`` (None if unknown)."""
+    return NAME_TO_LANG.get(qid.split("-", 1)[0])
+
+
+def read_squad_json(path: Path) -> list[QAItem]:
+    """Every question of a SQuAD 1.1-layout file; malformed input names file and place."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg})") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
+        raise DataError(f"{path}: expected the SQuAD layout {{'data': [...]}}")
+    items: list[QAItem] = []
+    for a, article in enumerate(doc["data"]):
+        for p, para in enumerate(article.get("paragraphs", [])):
+            where = f"{path}: data[{a}].paragraphs[{p}]"
+            if "context" not in para or "qas" not in para:
+                raise DataError(f"{where}: needs 'context' and 'qas'")
+            for q, qa in enumerate(para["qas"]):
+                try:
+                    qid, question = str(qa["id"]), qa["question"]
+                    answers = tuple(ans["text"] for ans in qa["answers"])
+                except (KeyError, TypeError):
+                    raise DataError(f"{where}.qas[{q}]: needs 'id', 'question' and 'answers[].text'") from None
+                if not answers:
+                    raise DataError(f"{where}.qas[{q}] ({qid}): no gold answer")
+                items.append(QAItem(qid, lang_of_id(qid) or "", article.get("title", ""), para["context"], question, answers))
+    return items
+
+
+def find_file(data_dir: Path, split: str, lang: str) -> tuple[Path, bool] | None:
+    """The per-language file if present, else the combined official file (flag True)."""
+    root = data_dir / "tydiqa_goldp" if (data_dir / "tydiqa_goldp").is_dir() else data_dir
+    per_lang = root / split / f"{LANG_NAMES.get(lang, lang)}.json"
+    if per_lang.is_file():
+        return per_lang, False
+    for candidate in (root / COMBINED_FILES[split], root / split / COMBINED_FILES[split]):
+        if candidate.is_file():
+            return candidate, True
+    return None
+
+
+def select_language(items: list[QAItem], lang: str, path: Path, combined: bool) -> list[QAItem]:
+    """Items of ``lang`` only; a per-language file holding other languages is an error."""
+    if combined:
+        chosen = [i for i in items if i.lang == lang]
+    else:
+        wrong = [i for i in items if i.lang != lang]
+        if wrong:
+            raise DataError(
+                f"{path}: holds {len(wrong)} question(s) not in language {lang!r} "
+                f"(e.g. id {wrong[0].id!r}); the id prefix must be {LANG_NAMES.get(lang, lang)!r}"
+            )
+        chosen = items
+    if not chosen:
+        raise DataError(f"{path}: no questions for language {lang!r}")
+    return chosen
+
+
+def load_tydiqa(data_dir: Path | None, lang: str, split: str = "dev") -> tuple[list[QAItem], Path | None]:
+    """Questions of one language and split, and the file they came from (None: hub)."""
+    if data_dir is None:
+        return load_tydiqa_hub(lang, split), None
+    found = find_file(data_dir, split, lang)
+    if found is None:
+        raise DataError(f"TyDiQA GoldP {split} file for {lang!r} not found under {data_dir}")
+    path, combined = found
+    return select_language(read_squad_json(path), lang, path, combined), path
+
+
+def load_tydiqa_hub(lang: str, split: str) -> list[QAItem]:
+    try:
+        from datasets import load_dataset
+
+        ds = load_dataset(HUB_DATASET, "secondary_task", split="validation" if split == "dev" else "train")
+    except Exception as exc:
+        raise DataError(
+            f"cannot load {HUB_DATASET} (secondary_task) from the hub: {str(exc).splitlines()[0] if str(exc) else exc}; "
+            "pass --data-dir or set RAI_MULTI_DATA"
+        ) from None
+    items = [
+        QAItem(r["id"], lang_of_id(r["id"]) or "", r["title"], r["context"], r["question"], tuple(r["answers"]["text"]))
+        for r in ds
+    ]
+    return select_language(items, lang, Path(f"hub:{HUB_DATASET}"), combined=True)

@@ -1,0 +1,161 @@
+"""TyDiQA GoldP, the Flan paper's protocol: one-shot, greedy, exact match, averaged over
+the 8 non-English languages (slice ``all_excl_en``).
+
+One-shot exemplar: drawn with the run seed from the train split of the same language when
+there is one (GoldP train ships for en, ko, sw here), else from dev with the evaluated item
+excluded; which one is recorded per sample. Exemplars are drawn among passages of at most
+1,500 characters, so the one shot does not crowd the evaluated passage out of the window.
+Prompts longer than the model's window are cut at the end of the evaluated passage (its
+start, the question and the answer cue are kept whole); the count lands in metrics.json.
+"""
+
+from __future__ import annotations
+
+import random
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from rai_multi.aggregate import by_language
+from rai_multi.data.tydiqa import GOLDP_LANGS, QAItem, find_file, load_tydiqa
+from rai_multi.errors import ConfigError
+from rai_multi.records import GenerationRequest, Metric, Response, Sample
+from rai_multi.scoring import qa
+
+EXEMPLAR_MAX_CHARS = 1500
+TokenCounter = Callable[[str], int]
+
+
+def render(context: str, question: str, answer: str | None = None) -> str:
+    block = f"Passage: {context}\nQuestion: {question}\nAnswer:"
+    return block if answer is None else f"{block} {answer}"
+
+
+@dataclass
+class TydiqaTask:
+    langs: Sequence[str]
+    data_dir: Path | None
+    shots: int = 1
+    limit: int | None = None
+    max_new_tokens: int = 32
+    seed: int = 1234
+    max_prompt_tokens: int | None = None
+    count_tokens: TokenCounter | None = field(default=None, repr=False)
+
+    name = "tydiqa"
+    version = "1"
+
+    def __post_init__(self) -> None:
+        if self.shots not in (0, 1):
+            raise ConfigError("TyDiQA GoldP runs zero- or one-shot: --shots must be 0 or 1")
+        for code in self.langs:
+            if code not in GOLDP_LANGS:
+                raise ConfigError(f"language {code!r} is not in TyDiQA GoldP; GoldP languages: {', '.join(GOLDP_LANGS)}")
+        self._files: list[Path] = []
+
+    @property
+    def setting(self) -> str:
+        return "one_shot" if self.shots == 1 else "zero_shot"
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "langs": list(self.langs),
+            "shots": self.shots,
+            "limit": self.limit,
+            "max_new_tokens": self.max_new_tokens,
+            "max_prompt_tokens": self.max_prompt_tokens,
+            "prompt": render("{passage}", "{question}"),
+            "f1_tokenization": {c: qa.tokenization_for(c) for c in self.langs},
+            "source": str(self.data_dir) if self.data_dir else "hub:google-research-datasets/tydiqa",
+        }
+
+    def data_files(self) -> list[Path]:
+        if self.data_dir is None:
+            return []
+        files = []
+        for code in self.langs:
+            for split in ("dev", "train"):
+                found = find_file(self.data_dir, split, code)
+                if found and found[0] not in files:
+                    files.append(found[0])
+        return files
+
+    # ---------------------------------------------------------------- prompts
+    def _exemplar(self, lang: str, item: QAItem, pool: list[QAItem], source: str) -> QAItem:
+        rng = random.Random(self.seed + zlib.crc32(f"{lang}|{item.id}".encode()))
+        candidates = [x for x in pool if x.id != item.id and len(x.context) <= EXEMPLAR_MAX_CHARS]
+        candidates = candidates or [x for x in pool if x.id != item.id]
+        if not candidates:
+            raise ConfigError(f"no exemplar available for {lang} ({source} has only the evaluated item)")
+        return rng.choice(candidates)
+
+    def _fits(self, prompt: str) -> bool:
+        if self.max_prompt_tokens is None or self.count_tokens is None:
+            return True
+        return self.count_tokens(prompt) <= self.max_prompt_tokens
+
+    def prompt_for(self, item: QAItem, exemplar: QAItem | None) -> tuple[str, bool]:
+        """The prompt and whether the evaluated passage had to be cut to fit the window."""
+        shot = f"{render(exemplar.context, exemplar.question, exemplar.answers[0])}\n\n" if exemplar else ""
+        full = shot + render(item.context, item.question)
+        if self._fits(full):
+            return full, False
+        lo, hi = 0, len(item.context)  # longest passage prefix that fits, by bisection
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self._fits(shot + render(item.context[:mid], item.question)):
+                lo = mid
+            else:
+                hi = mid - 1
+        return shot + render(item.context[:lo], item.question), True
+
+    def build_samples(self) -> list[Sample]:
+        samples = []
+        for code in self.langs:
+            dev, _ = load_tydiqa(self.data_dir, code, "dev")
+            items = dev[: self.limit]
+            pool, source = dev, "dev"
+            if self.shots and self.data_dir is not None and find_file(self.data_dir, "train", code):
+                pool, source = load_tydiqa(self.data_dir, code, "train")[0], "train"
+            for item in items:
+                exemplar = self._exemplar(code, item, pool, source) if self.shots else None
+                prompt, truncated = self.prompt_for(item, exemplar)
+                request = GenerationRequest(prompt=prompt, max_new_tokens=self.max_new_tokens, stop=("\n",))
+                meta = {
+                    "exemplar_id": exemplar.id if exemplar else None,
+                    "exemplar_source": source if exemplar else None,
+                    "truncated": truncated,
+                    "answer_in_prompt": any(a in prompt.rsplit("Passage: ", 1)[-1] for a in item.answers),
+                }
+                samples.append(Sample(item.id, code, request, list(item.answers), meta))
+        return samples
+
+    # ---------------------------------------------------------------- scoring
+    def score(self, samples: Sequence[Sample], responses: Sequence[Response]) -> list[dict[str, Any]]:
+        rows = []
+        for sample, response in zip(samples, responses):
+            prediction = (response.outputs or ("",))[0].strip()
+            golds = sample.target
+            rows.append(
+                {
+                    "prediction": prediction,
+                    "golds": golds,
+                    "squad_em": qa.squad_exact_match(prediction, golds),
+                    "squad_f1": qa.squad_f1(prediction, golds),
+                    "em": qa.exact_match(prediction, golds, sample.lang),
+                    "f1": qa.f1(prediction, golds, sample.lang),
+                    **dict(sample.meta),
+                }
+            )
+        return rows
+
+    def metrics(self, rows: Sequence[dict[str, Any]], seed: int) -> list[Metric]:
+        metrics: list[Metric] = []
+        for name in ("squad_em", "squad_f1", "em", "f1"):
+            metrics += by_language(name, rows, lambda r, n=name: r[n], seed)
+        metrics += [
+            m for m in by_language("truncated_rate", rows, lambda r: float(r["truncated"]), seed)
+            if m.slice.startswith("lang=") or m.slice == "all"
+        ]
+        return metrics
