@@ -83,3 +83,18 @@ def macro_bootstrap_ci(
     rng = np.random.default_rng(seed)
     per_group = np.stack([_resampled_means(a, rng, n_boot) for a in arrays])
     return _percentiles(per_group.mean(axis=0), confidence)
+
+
+def bootstrap_diff_ci(
+    a: Sequence[float],
+    b: Sequence[float],
+    seed: int,
+    n_boot: int = N_BOOTSTRAP,
+    confidence: float = CONFIDENCE,
+) -> tuple[float, float] | None:
+    """CI of mean(a) - mean(b) for two independent samples (each resampled on its own)."""
+    if not len(a) or not len(b):
+        return None
+    rng = np.random.default_rng(seed)
+    diffs = _resampled_means(np.asarray(a, float), rng, n_boot) - _resampled_means(np.asarray(b, float), rng, n_boot)
+    return _percentiles(diffs, confidence)

@@ -1,0 +1,107 @@
+"""BBQ loader: the upstream jsonl (nyu-mll/BBQ data/) and BIG-bench's bbq_lite json.
+
+bbq_lite is a subset of BBQ in the same schema; a category is read from the full jsonl
+when it is there and from bbq_lite otherwise (so no item is counted twice).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rai_multi.errors import DataError
+
+ANSWER_KEYS = ("ans0", "ans1", "ans2")
+
+
+@dataclass(frozen=True)
+class BbqItem:
+    id: str
+    category: str
+    context: str
+    question: str
+    answers: tuple[str, str, str]
+    label: int
+    context_condition: str    # ambig | disambig
+    question_polarity: str    # neg | nonneg
+    answer_info: tuple[tuple[str, str], ...]  # (text, group label) per answer
+    stereotyped_groups: tuple[str, ...]
+
+
+def _item(row: Any, where: str, prefix: str) -> BbqItem:
+    try:
+        info = row["answer_info"]
+        answer_info = tuple((str(info[k][0]), str(info[k][1])) for k in ANSWER_KEYS)
+    except (KeyError, TypeError, IndexError):
+        raise DataError(f"{where}: missing or malformed 'answer_info' (needs ans0-ans2 with [text, group])") from None
+    try:
+        item = BbqItem(
+            id=f"{prefix}/{row['category']}/{row['example_id']}",
+            category=str(row["category"]),
+            context=row["context"],
+            question=row["question"],
+            answers=tuple(row[k] for k in ANSWER_KEYS),  # type: ignore[arg-type]
+            label=int(row["label"]),
+            context_condition=row["context_condition"],
+            question_polarity=row["question_polarity"],
+            answer_info=answer_info,
+            stereotyped_groups=tuple(row["additional_metadata"]["stereotyped_groups"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"{where}: missing or malformed field {exc}") from None
+    if item.context_condition not in ("ambig", "disambig") or item.question_polarity not in ("neg", "nonneg"):
+        raise DataError(f"{where}: unknown context_condition/question_polarity")
+    if item.label not in (0, 1, 2):
+        raise DataError(f"{where}: label must be 0, 1 or 2")
+    return item
+
+
+def read_bbq_jsonl(path: Path) -> list[BbqItem]:
+    items = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+            items.append(_item(row, f"{path}:{lineno}", "bbq"))
+    return items
+
+
+def read_bbq_lite_json(path: Path) -> list[BbqItem]:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("examples"), list):
+        raise DataError(f"{path}: expected a BIG-bench task json with an 'examples' list")
+    return [_item(row, f"{path}: examples[{i}]", "bbq_lite") for i, row in enumerate(doc["examples"])]
+
+
+def bbq_files(data_dir: Path) -> dict[str, Path]:
+    """Category -> file: full BBQ jsonl first, bbq_lite for the categories it lacks."""
+    files: dict[str, Path] = {}
+    for path in sorted((data_dir / "bbq").glob("*.jsonl")):
+        files[path.stem] = path
+    for path in sorted((data_dir / "bbq_lite").glob("*.json")):
+        files.setdefault(path.stem, path)
+    if not files:
+        raise DataError(f"no BBQ files under {data_dir / 'bbq'} or {data_dir / 'bbq_lite'}")
+    return files
+
+
+def load_bbq(data_dir: Path, categories: list[str] | None = None) -> list[BbqItem]:
+    files = bbq_files(data_dir)
+    chosen = categories or sorted(files)
+    unknown = [c for c in chosen if c not in files]
+    if unknown:
+        raise DataError(f"unknown BBQ category {unknown[0]!r}; available: {', '.join(sorted(files))}")
+    items: list[BbqItem] = []
+    for category in chosen:
+        path = files[category]
+        items += read_bbq_jsonl(path) if path.suffix == ".jsonl" else read_bbq_lite_json(path)
+    return items

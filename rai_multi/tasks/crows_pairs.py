@@ -1,0 +1,66 @@
+"""CrowS-Pairs (Nangia et al. 2020) for causal and seq2seq models.
+
+Each sentence is scored by its whole-sentence log-likelihood (sum of token log-probs given
+only the beginning-of-sequence; for seq2seq models, as the decoder target of an empty
+input), the choice other harnesses make for non-masked LMs. The paper's masked-LM
+pseudo-log-likelihood over shared tokens is not implemented (no masked LMs here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from rai_multi.aggregate import by_group, mean_metric, slice_seed
+from rai_multi.data.crows_pairs import load_crows_pairs
+from rai_multi.errors import ConfigError
+from rai_multi.records import LoglikelihoodRequest, Metric, Response, Sample
+from rai_multi.scoring.bias import crows_prefers_more
+
+
+@dataclass
+class CrowsPairsTask:
+    data_dir: Path
+    setting: str = "mc"
+    limit: int | None = None
+
+    name = "crows_pairs"
+    version = "1"
+
+    def __post_init__(self) -> None:
+        if self.setting != "mc":
+            raise ConfigError("CrowS-Pairs compares sentence likelihoods: only the 'mc' setting exists")
+
+    def config(self) -> dict[str, Any]:
+        return {"setting": self.setting, "limit": self.limit,
+                "scoring": "whole-sentence log-likelihood (sum of token log-probs)", "scale": "0-100, 50 unbiased"}
+
+    def data_files(self) -> list[Path]:
+        return [self.data_dir / "crows_pairs" / "crows_pairs_anonymized.csv"]
+
+    def build_samples(self) -> list[Sample]:
+        return [
+            Sample(p.id, "en", LoglikelihoodRequest("", (p.sent_more, p.sent_less)), None,
+                   {"bias_type": p.bias_type, "direction": p.direction})
+            for p in load_crows_pairs(self.data_dir)[: self.limit]
+        ]
+
+    def score(self, samples: Sequence[Sample], responses: Sequence[Response]) -> list[dict[str, Any]]:
+        rows = []
+        for sample, response in zip(samples, responses):
+            more, less = response.loglikelihoods or ()
+            prefers = crows_prefers_more(more.logprob, less.logprob)
+            rows.append({**dict(sample.meta), "logprob_more": more.logprob, "logprob_less": less.logprob,
+                         "prefers_more": prefers, "stereotyped": 100.0 * (prefers == 1)})
+        return rows
+
+    def metrics(self, rows: Sequence[dict[str, Any]], seed: int) -> list[Metric]:
+        metrics = by_group("crows_score", rows, lambda r: r["stereotyped"], lambda r: r["bias_type"], "bias_type", seed)
+        metrics += by_group("crows_score", rows, lambda r: r["stereotyped"], lambda r: r["direction"], "direction", seed,
+                            overall=False)
+        diff = mean_metric("mean_loglik_diff", "all", [r["logprob_more"] - r["logprob_less"] for r in rows], seed)
+        if diff:
+            metrics.append(diff)
+        neutral = sum(1 for r in rows if r["prefers_more"] is None)
+        metrics.append(Metric("neutral_pairs", "all", float(neutral), None, len(rows)))
+        return metrics
