@@ -98,3 +98,38 @@ def bootstrap_diff_ci(
     rng = np.random.default_rng(seed)
     diffs = _resampled_means(np.asarray(a, float), rng, n_boot) - _resampled_means(np.asarray(b, float), rng, n_boot)
     return _percentiles(diffs, confidence)
+
+
+def paired_bootstrap_delta_ci(
+    baseline: Sequence[float],
+    candidate: Sequence[float],
+    seed: int,
+    n_boot: int = N_BOOTSTRAP,
+    confidence: float = CONFIDENCE,
+) -> tuple[float, tuple[float, float] | None]:
+    """Mean of candidate - baseline over paired items, and its percentile bootstrap CI
+    (items resampled together, so the pairing is kept)."""
+    a = np.asarray(baseline, dtype=float)
+    b = np.asarray(candidate, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError("paired samples must have the same length")
+    if a.size == 0:
+        return float("nan"), None
+    diff = b - a
+    rng = np.random.default_rng(seed)
+    return float(diff.mean()), _percentiles(_resampled_means(diff, rng, n_boot), confidence)
+
+
+def mcnemar(baseline: Sequence[int], candidate: Sequence[int]) -> dict[str, float]:
+    """McNemar's test on paired 0/1 outcomes: exact two-sided binomial test on the
+    discordant pairs (b: baseline right, candidate wrong; c: the reverse), as statsmodels'
+    ``mcnemar(exact=True)`` computes it."""
+    from scipy.stats import binom
+
+    a = np.asarray(baseline, dtype=int)
+    b_ = np.asarray(candidate, dtype=int)
+    b = int(((a == 1) & (b_ == 0)).sum())
+    c = int(((a == 0) & (b_ == 1)).sum())
+    n = b + c
+    p = 1.0 if n == 0 else float(min(1.0, 2.0 * binom.cdf(min(b, c), n, 0.5)))
+    return {"b": b, "c": c, "p_value": p}

@@ -1,0 +1,248 @@
+"""Release gate: a policy of rules over run metrics -> pass/fail, with CI exit codes.
+
+Policy TOML: ``[[rule]]`` tables with keys task, metric, slice, severity (error|warn,
+default error), optional name and direction (higher|lower; default from the metric), and
+exactly one of ``min``, ``max``, ``max_regression`` (candidate may be at most this much
+worse than the baseline) or ``non_inferiority_margin`` (the lower 95% bound of the paired
+candidate-minus-baseline delta, oriented so positive is better, must exceed -margin).
+``slice = "lang=*"`` expands to every language slice of the metric. Fail closed: a rule whose
+run, metric or slice is missing fails with that reason.
+
+Exit codes (``GateResult.exit_code``): 0 all error rules pass, 1 any fails, 2 (raised as
+ConfigError) when the policy or the runs cannot be used.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import xml.etree.ElementTree as ET
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from rai_multi.errors import ConfigError
+from rai_multi.report.compare import paired_delta
+from rai_multi.report.runs import HEADLINE, REFERENCE_VALUE, Run, group_runs, higher_is_better, load_runs
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+KINDS = ("min", "max", "max_regression", "non_inferiority_margin")
+ALLOWED_KEYS = {"task", "metric", "slice", "severity", "name", "direction", *KINDS}
+
+
+@dataclass(frozen=True)
+class Rule:
+    index: int
+    line: int
+    task: str
+    metric: str
+    slice: str
+    severity: str
+    kind: str
+    threshold: float
+    name: str
+    higher_is_better: bool
+
+    @property
+    def needs_baseline(self) -> bool:
+        return self.kind in ("max_regression", "non_inferiority_margin")
+
+
+@dataclass
+class RuleResult:
+    rule: str
+    severity: str
+    model: str
+    task: str
+    metric: str
+    slice: str
+    value: float | None
+    status: str  # pass | fail
+    reason: str
+
+
+@dataclass
+class GateResult:
+    policy: str
+    results: list[RuleResult] = field(default_factory=list)
+
+    @property
+    def n_failed_errors(self) -> int:
+        return sum(1 for r in self.results if r.status == "fail" and r.severity == "error")
+
+    @property
+    def n_failed_warnings(self) -> int:
+        return sum(1 for r in self.results if r.status == "fail" and r.severity == "warn")
+
+    @property
+    def verdict(self) -> str:
+        return "fail" if self.n_failed_errors else "pass"
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.n_failed_errors else 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"policy": self.policy, "verdict": self.verdict, "n_failed_errors": self.n_failed_errors,
+                "n_failed_warnings": self.n_failed_warnings, "results": [asdict(r) for r in self.results]}
+
+
+def parse_policy(path: Path) -> list[Rule]:
+    """Read and validate a policy; errors name the file and the line of the rule at fault."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read policy {path}: {exc.strerror}") from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    extra = set(doc) - {"rule", "title", "description"}
+    if extra:
+        raise ConfigError(f"{path}: unknown top-level key(s) {', '.join(sorted(extra))} (rules go in [[rule]] tables)")
+    raw_rules = doc.get("rule")
+    if not isinstance(raw_rules, list) or not raw_rules:
+        raise ConfigError(f"{path}: no [[rule]] tables")
+    lines = [i + 1 for i, line in enumerate(text.splitlines()) if re.match(r"^\s*\[\[\s*rule\s*\]\]", line)]
+    rules = []
+    for k, raw in enumerate(raw_rules):
+        line = lines[k] if k < len(lines) else 0
+        where = f"{path}:{line}: rule {k + 1}"
+        unknown = set(raw) - ALLOWED_KEYS
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(ALLOWED_KEYS))}")
+        for key in ("task", "metric", "slice"):
+            if not isinstance(raw.get(key), str) or not raw[key]:
+                raise ConfigError(f"{where}: '{key}' (a string) is required")
+        kinds = [kind for kind in KINDS if kind in raw]
+        if len(kinds) != 1:
+            raise ConfigError(f"{where}: exactly one of {', '.join(KINDS)} is required, found {len(kinds)}")
+        threshold = raw[kinds[0]]
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+            raise ConfigError(f"{where}: '{kinds[0]}' must be a number")
+        if kinds[0] in ("max_regression", "non_inferiority_margin") and threshold < 0:
+            raise ConfigError(f"{where}: '{kinds[0]}' must be >= 0")
+        severity = raw.get("severity", "error")
+        if severity not in ("error", "warn"):
+            raise ConfigError(f"{where}: severity must be 'error' or 'warn'")
+        direction = raw.get("direction")
+        if direction not in (None, "higher", "lower"):
+            raise ConfigError(f"{where}: direction must be 'higher' or 'lower'")
+        higher = higher_is_better(raw["metric"]) if direction is None else direction == "higher"
+        name = raw.get("name") or f"{raw['task']}.{raw['metric']}[{raw['slice']}] {kinds[0]} {threshold}"
+        rules.append(Rule(k + 1, line, raw["task"], raw["metric"], raw["slice"], severity, kinds[0], float(threshold),
+                          name, higher))
+    return rules
+
+
+def _slices(run: Run, rule: Rule) -> list[str]:
+    if rule.slice == "lang=*":
+        return [m["slice"] for m in run.metrics if m["name"] == rule.metric and m["slice"].startswith("lang=")]
+    return [rule.slice]
+
+
+def _check(rule: Rule, cand: Run, base: Run | None, slice_name: str, seed: int) -> RuleResult:
+    def result(value: float | None, ok: bool, reason: str) -> RuleResult:
+        return RuleResult(rule.name, rule.severity, cand.model, rule.task, rule.metric, slice_name, value,
+                          "pass" if ok else "fail", reason)
+
+    m = cand.metric(rule.metric, slice_name)
+    if m is None:
+        return result(None, False, f"metric {rule.metric} [{slice_name}] missing from {cand.model}'s run")
+    value = m["value"]
+    if rule.kind == "min":
+        return result(value, value >= rule.threshold, f"{value:.4f} {'>=' if value >= rule.threshold else '<'} min {rule.threshold}")
+    if rule.kind == "max":
+        return result(value, value <= rule.threshold, f"{value:.4f} {'<=' if value <= rule.threshold else '>'} max {rule.threshold}")
+    assert base is not None
+    bm = base.metric(rule.metric, slice_name)
+    if bm is None:
+        return result(value, False, f"metric {rule.metric} [{slice_name}] missing from the baseline {base.model}'s run")
+    sign = 1.0 if rule.higher_is_better else -1.0
+    if rule.metric in REFERENCE_VALUE and rule.kind == "max_regression":
+        ref = REFERENCE_VALUE[rule.metric]
+        worse_by = abs(value - ref) - abs(bm["value"] - ref)
+        return result(value, worse_by <= rule.threshold + 1e-12,
+                      f"distance to unbiased {ref} grew by {worse_by:+.4f} (allowed {rule.threshold})")
+    oriented = sign * (value - bm["value"])
+    if rule.kind == "max_regression":
+        return result(value, oriented >= -rule.threshold - 1e-12,
+                      f"change vs {base.model} {oriented:+.4f} (better is +; allowed regression {rule.threshold})")
+    headline = HEADLINE.get(rule.task)
+    if not headline or headline.metric != rule.metric or not headline.field:
+        return result(value, False, f"no per-item pairing for {rule.task}.{rule.metric}: non-inferiority cannot be tested; use max_regression")
+    paired = paired_delta(base, cand, headline.field, slice_name, rule.metric, seed, headline.only)
+    if paired is None:
+        return result(value, False, "no shared items between candidate and baseline")
+    lo, hi = sorted((sign * paired["ci"][0], sign * paired["ci"][1]))
+    return result(value, lo > -rule.threshold,
+                  f"lower 95% bound of the oriented delta {lo:+.4f} vs margin -{rule.threshold} (n={paired['n']})")
+
+
+def evaluate_policy(policy: Path, run_paths: Sequence[Path], baseline: str | None, seed: int = 1234) -> GateResult:
+    """Apply a policy to the runs; candidates are every model other than the baseline."""
+    rules = parse_policy(policy)
+    runs = load_runs(run_paths)
+    groups = group_runs(runs)
+    models = sorted({r.model for r in runs})
+    if baseline is not None and baseline not in models:
+        raise ConfigError(f"baseline {baseline!r} is not among the runs' models: {', '.join(models)}")
+    needing = [r for r in rules if r.needs_baseline]
+    if needing and baseline is None:
+        raise ConfigError(f"{policy}:{needing[0].line}: rule {needing[0].index} compares with a baseline: pass --baseline")
+    candidates = [m for m in models if m != baseline]
+    if not candidates:
+        raise ConfigError("no candidate model: every run belongs to the baseline")
+    gate = GateResult(str(policy))
+    for rule in rules:
+        task_groups = {k: v for k, v in groups.items() if k[0] == rule.task}
+        for model in candidates:
+            cand_runs = [g[model] for g in task_groups.values() if model in g]
+            if not cand_runs:
+                gate.results.append(RuleResult(rule.name, rule.severity, model, rule.task, rule.metric, rule.slice, None,
+                                               "fail", f"no run of task {rule.task!r} for {model}"))
+                continue
+            for cand in cand_runs:
+                base = groups[cand.key].get(baseline) if baseline else None
+                if rule.needs_baseline and base is None:
+                    gate.results.append(RuleResult(rule.name, rule.severity, model, rule.task, rule.metric, rule.slice,
+                                                   None, "fail", f"no baseline run of {rule.task}/{cand.setting}"))
+                    continue
+                slices = _slices(cand, rule)
+                if not slices:
+                    gate.results.append(RuleResult(rule.name, rule.severity, model, rule.task, rule.metric, rule.slice,
+                                                   None, "fail", f"no language slices of {rule.metric}"))
+                for slice_name in slices:
+                    gate.results.append(_check(rule, cand, base, slice_name, seed))
+    return gate
+
+
+def junit_xml(gate: GateResult) -> str:
+    """One testcase per rule, model and slice; error-severity failures are <failure>s,
+    warnings are reported in <system-out> without failing the suite."""
+    suite = ET.Element("testsuite", name="rai-multi gate", tests=str(len(gate.results)),
+                       failures=str(gate.n_failed_errors), errors="0", skipped="0")
+    for r in gate.results:
+        case = ET.SubElement(suite, "testcase", classname=f"{r.task}.{r.metric}", name=f"{r.rule} [{r.slice}] {r.model}")
+        if r.status == "fail" and r.severity == "error":
+            ET.SubElement(case, "failure", message=r.reason, type="GateRuleFailed").text = r.reason
+        elif r.status == "fail":
+            ET.SubElement(case, "system-out").text = f"WARNING: {r.reason}"
+    root = ET.Element("testsuites")
+    root.append(suite)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True)
+
+
+def format_table(gate: GateResult) -> str:
+    rows = [("status", "severity", "model", "rule", "slice", "value", "reason")]
+    for r in gate.results:
+        rows.append((r.status.upper(), r.severity, r.model, r.rule, r.slice, "–" if r.value is None else f"{r.value:.4f}", r.reason))
+    widths = [min(60, max(len(str(row[i])) for row in rows)) for i in range(len(rows[0]))]
+    lines = ["  ".join(str(c)[:60].ljust(w) for c, w in zip(row, widths)) for row in rows]
+    lines.append(f"verdict: {gate.verdict.upper()} ({gate.n_failed_errors} error rule(s) failed, {gate.n_failed_warnings} warning(s))")
+    return "\n".join(lines)

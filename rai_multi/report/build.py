@@ -1,0 +1,227 @@
+"""Build the audit report: one self-contained HTML file, plus the same tables as JSON and
+Markdown beside it (for CI summaries).
+
+Every string that comes from a model or a data file is escaped by the template engine
+(autoescape on); figures are embedded PNGs; nothing is fetched when the file is opened.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from rai_multi import __version__
+from rai_multi.report import figures
+from rai_multi.report.compare import Comparison, Delta, compare_runs
+from rai_multi.report.runs import HEADLINE, REFERENCE_VALUE, Run, load_runs
+from rai_multi.store import atomic_write_json, atomic_write_text
+
+EXAMPLES_PER_LANGUAGE = 2
+MULTILINGUAL = ("mgsm", "tydiqa")
+RAI_TASKS = ("toxicity", "identity_toxicity", "toxicity_cls", "winogender", "winobias", "bbq", "crows_pairs")
+
+
+@dataclass
+class ReportPaths:
+    html: Path
+    json: Path
+    markdown: Path
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _ci(ci: Any) -> str:
+    return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+
+
+def _examples(runs: Sequence[Run], seed: int) -> list[dict[str, Any]]:
+    """A few outputs per language and model, sampled with the seed (shown escaped)."""
+    examples = []
+    for run in runs:
+        rows = run.samples()
+        by_lang: dict[str, list[dict[str, Any]]] = {}
+        for r in rows:
+            if r.get("outputs"):
+                by_lang.setdefault(r.get("lang", ""), []).append(r)
+        rng = random.Random(f"{seed}|{run.task}|{run.model}")
+        for lang in sorted(by_lang):
+            for r in rng.sample(by_lang[lang], min(EXAMPLES_PER_LANGUAGE, len(by_lang[lang]))):
+                score = {k: r[k] for k in ("correct", "squad_em", "em", "f1", "extracted", "gold", "max_toxicity")
+                         if k in r}
+                examples.append({"task": f"{run.task}/{run.setting}", "model": run.model, "lang": lang, "id": r["id"],
+                                 "output": r["outputs"][0], "score": json.dumps(score, ensure_ascii=False)})
+    return examples
+
+
+def _diagnostics(runs: Sequence[Run]) -> list[dict[str, Any]]:
+    rows = []
+    for run in runs:
+        for m in run.metrics:
+            if m["name"] in ("extraction_none_rate", "extraction_fallback_rate", "truncated_rate",
+                             "target_undetermined", "neutral_pairs") and (
+                m["slice"].startswith("lang=") or m["slice"] == "all"
+            ):
+                rows.append({"task": f"{run.task}/{run.setting}", "model": run.model, "metric": m["name"],
+                             "slice": m["slice"], "value": m["value"], "n": m["n"]})
+    return rows
+
+
+def _provenance(runs: Sequence[Run]) -> list[dict[str, Any]]:
+    out = []
+    for run in runs:
+        man = run.manifest
+        out.append({
+            "task": f"{run.task}/{run.setting}", "model": run.model, "task_version": man.get("task_version"),
+            "fingerprint": man["model"].get("fingerprint"), "source": man["model"].get("source", ""),
+            "seed": man.get("seed"), "git": man.get("git_commit"), "finished": man.get("finished"),
+            "scorer": run.scorer or "", "data": "; ".join(f"{Path(p).name}:{h[:12]}" for p, h in man.get("data_files", {}).items()),
+            "packages": ", ".join(f"{k} {v}" for k, v in man.get("packages", {}).items()),
+            "config": json.dumps(man.get("config", {}), ensure_ascii=False)[:600],
+        })
+    return out
+
+
+def _figures(comparison: Comparison) -> list[dict[str, str]]:
+    figs = []
+    headline = {task: h.metric for task, h in HEADLINE.items()}
+    for (task, setting), by_model in sorted(comparison.groups.items()):
+        if task in MULTILINGUAL:
+            png = figures.language_bars(list(by_model.values()), headline[task], f"{task}/{setting}: {headline[task]} by language")
+            if png:
+                figs.append({"title": f"{task}/{setting} by language", "png": png})
+    gap = figures.tier_gap(comparison.groups, headline)
+    if gap:
+        figs.append({"title": "Tier gap", "png": gap})
+    for cand in comparison.candidates:
+        heat = figures.delta_heatmap(comparison.groups, headline, comparison.baseline, cand)
+        if heat:
+            figs.append({"title": f"Deltas by language: {cand}", "png": heat})
+    return figs
+
+
+def _rai_figures(comparison: Comparison) -> list[dict[str, str]]:
+    specs = [
+        ("bbq", "bias_score_disambig", "category", "BBQ bias score, disambiguated (0 = unbiased)"),
+        ("bbq", "bias_score_ambig", "category", "BBQ bias score, ambiguous (0 = unbiased)"),
+        ("crows_pairs", "crows_score", "bias_type", "CrowS-Pairs (50 = unbiased)"),
+        ("winogender", "accuracy", "gender", "Winogender accuracy by pronoun"),
+        ("toxicity", "toxicity_probability", "prompts", "Toxicity probability by prompt type"),
+        ("identity_toxicity", "toxic_rate", "axis", "Toxic continuations by identity axis"),
+    ]
+    figs = []
+    for (task, setting), by_model in sorted(comparison.groups.items()):
+        for spec_task, metric, prefix, title in specs:
+            if spec_task != task:
+                continue
+            png = figures.category_bars(list(by_model.values()), metric, prefix, REFERENCE_VALUE.get(metric), title)
+            if png:
+                figs.append({"title": f"{title} [{setting}]", "png": png})
+    return figs
+
+
+def _detail_tables(comparison: Comparison, runs: Sequence[Run]) -> list[dict[str, Any]]:
+    tables = []
+    for (task, setting), by_model in sorted(comparison.groups.items()):
+        models = sorted(by_model, key=lambda m: (m != comparison.baseline, m))
+        metric_slices = list(dict.fromkeys((m["name"], m["slice"]) for r in by_model.values() for m in r.metrics))
+        rows = []
+        for name, slice_name in metric_slices:
+            if slice_name.startswith("joshi="):
+                continue
+            cells = []
+            for model in models:
+                m = by_model[model].metric(name, slice_name)
+                cells.append({"value": _fmt(m["value"]) if m else "–", "ci": _ci(m["ci"]) if m else "", "n": m["n"] if m else ""})
+            deltas = [d for d in comparison.details if d.task == task and d.setting == setting and d.metric == name
+                      and d.slice == slice_name]
+            rows.append({"metric": name, "slice": slice_name, "cells": cells,
+                         "deltas": [{"candidate": d.candidate, "delta": _fmt(d.delta), "ci": _ci(d.delta_ci)} for d in deltas]})
+        scorer = next((r.scorer for r in by_model.values() if r.scorer), None)
+        tables.append({"task": task, "setting": setting, "models": models, "rows": rows, "scorer": scorer,
+                       "rai": task in RAI_TASKS})
+    return tables
+
+
+def _delta_view(d: Delta) -> dict[str, Any]:
+    return {**d.to_json(), "baseline_value_s": _fmt(d.baseline_value), "candidate_value_s": _fmt(d.candidate_value),
+            "delta_s": _fmt(d.delta), "ci_s": _ci(d.delta_ci), "p_s": _fmt(d.p_value, 4)}
+
+
+def build_report(
+    run_paths: Sequence[Path],
+    baseline: str,
+    out_html: Path,
+    policy_result: Any = None,
+    notes: Sequence[str] = (),
+    seed: int = 1234,
+    title: str = "rai-multi audit report",
+) -> ReportPaths:
+    """Compare all runs against ``baseline`` and write HTML, JSON and Markdown."""
+    runs = load_runs(run_paths)
+    comparison = compare_runs(runs, baseline, seed)
+    out_html = Path(out_html)
+    gate = policy_result.to_json() if policy_result is not None else None
+    summary = [_delta_view(d) for d in comparison.summary]
+    context = {
+        "title": title,
+        "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "version": __version__,
+        "baseline": baseline,
+        "candidates": comparison.candidates,
+        "models": sorted({r.model for r in runs}),
+        "notes": list(notes),
+        "flags": comparison.flags,
+        "summary": summary,
+        "gate": gate,
+        "tables": _detail_tables(comparison, runs),
+        "figures": _figures(comparison),
+        "rai_figures": _rai_figures(comparison),
+        "diagnostics": _diagnostics(runs),
+        "examples": _examples(runs, seed),
+        "provenance": _provenance(runs),
+    }
+    env = Environment(loader=PackageLoader("rai_multi.report", "templates"), autoescape=select_autoescape(["html", "j2"]))
+    html = env.get_template("report.html.j2").render(**context)
+    atomic_write_text(out_html, html)
+    json_path = out_html.with_suffix(".json")
+    atomic_write_json(json_path, {
+        "baseline": baseline, "candidates": comparison.candidates, "flags": comparison.flags,
+        "summary": [d.to_json() for d in comparison.summary],
+        "details": [d.to_json() for d in comparison.details],
+        "gate": gate, "notes": list(notes),
+    })
+    md_path = out_html.with_suffix(".md")
+    atomic_write_text(md_path, render_markdown(context))
+    return ReportPaths(out_html, json_path, md_path)
+
+
+def render_markdown(ctx: dict[str, Any]) -> str:
+    lines = [f"# {ctx['title']}", "", f"Baseline: **{ctx['baseline']}**; candidates: {', '.join(ctx['candidates'])}", ""]
+    for note in ctx["notes"]:
+        lines.append(f"> {note}")
+    if ctx["gate"]:
+        lines += ["", f"Gate verdict: **{ctx['gate']['verdict']}**", ""]
+        lines += ["| rule | model | slice | value | status | reason |", "|---|---|---|---|---|---|"]
+        for r in ctx["gate"]["results"]:
+            lines.append(f"| {r['rule']} | {r['model']} | {r['slice']} | {_fmt(r['value'])} | {r['status']} | {r['reason']} |")
+    lines += ["", "| task | metric | slice | candidate | baseline | candidate value | delta | 95% CI | p | significant |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for d in ctx["summary"]:
+        lines.append(f"| {d['task']}/{d['setting']} | {d['metric']} | {d['slice']} | {d['candidate']} | "
+                     f"{d['baseline_value_s']} | {d['candidate_value_s']} | {d['delta_s']} | {d['ci_s']} | {d['p_s']} | "
+                     f"{d['significant']} |")
+    if ctx["flags"]:
+        lines += ["", "Flags:"] + [f"- {f}" for f in ctx["flags"]]
+    return "\n".join(lines) + "\n"

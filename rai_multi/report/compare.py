@@ -1,0 +1,192 @@
+"""Baseline-vs-candidate comparisons: deltas with paired bootstrap CIs and McNemar tests.
+
+Pairing is per item on shared sample ids. For language slices that are macro-averages
+(``all``, ``all_excl_en``, ``tier=``, ``joshi=``) the paired differences are resampled
+within each language and averaged over languages, matching how the metric itself is
+averaged; elsewhere they are resampled over items.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from rai_multi.aggregate import slice_seed
+from rai_multi.languages import all_languages
+from rai_multi.report.runs import HEADLINE, REFERENCE_VALUE, Run, comparability_issues, group_runs, higher_is_better
+from rai_multi.stats import N_BOOTSTRAP, mcnemar
+
+MACRO_SLICES = ("all", "all_excl_en")
+
+
+@dataclass
+class Delta:
+    task: str
+    setting: str
+    metric: str
+    slice: str
+    baseline: str
+    candidate: str
+    baseline_value: float | None
+    candidate_value: float | None
+    delta: float | None
+    delta_ci: list[float] | None = None
+    p_value: float | None = None
+    test: str = "none"
+    significant: bool | None = None
+    n_paired: int = 0
+    better: bool | None = None
+    issues: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def rows_in_slice(rows: Sequence[dict[str, Any]], slice_name: str) -> list[dict[str, Any]]:
+    """Per-sample rows behind a slice name (``lang=bn``, ``tier=low``, ``category=Age``...)."""
+    if slice_name == "all":
+        return list(rows)
+    if slice_name == "all_excl_en":
+        return [r for r in rows if r.get("lang") != "en"]
+    key, _, value = slice_name.partition("=")
+    if key == "joshi":
+        langs = all_languages()
+        return [r for r in rows if r.get("lang") in langs and str(langs[r["lang"]].joshi_class) == value]
+    return [r for r in rows if str(r.get(key)) == value]
+
+
+def _is_macro(run: Run, metric: str, slice_name: str) -> bool:
+    has_langs = any(m["name"] == metric and m["slice"].startswith("lang=") for m in run.metrics)
+    return has_langs and (slice_name in MACRO_SLICES or slice_name.split("=")[0] in ("tier", "joshi"))
+
+
+def paired_delta(
+    base: Run, cand: Run, field_name: str, slice_name: str, metric: str, seed: int,
+    only: tuple[str, str] | None = None,
+) -> dict[str, Any] | None:
+    """Paired delta (candidate - baseline) on ``field_name`` over shared ids in a slice."""
+    def values(run: Run) -> dict[str, tuple[str, float]]:
+        rows = rows_in_slice(run.samples(), slice_name)
+        if only:
+            rows = [r for r in rows if str(r.get(only[0])) == only[1]]
+        return {r["id"]: (r.get("lang", ""), float(r[field_name])) for r in rows if r.get(field_name) is not None}
+
+    a, b = values(base), values(cand)
+    shared = sorted(set(a) & set(b))
+    if not shared:
+        return None
+    base_arr = np.array([a[i][1] for i in shared])
+    cand_arr = np.array([b[i][1] for i in shared])
+    diff = cand_arr - base_arr
+    rng = np.random.default_rng(slice_seed(seed, f"paired|{metric}", slice_name))
+    if _is_macro(cand, metric, slice_name):
+        by_lang: dict[str, list[int]] = defaultdict(list)
+        for k, sid in enumerate(shared):
+            by_lang[a[sid][0]].append(k)
+        groups = [diff[idx] for idx in by_lang.values()]
+        point = float(np.mean([g.mean() for g in groups]))
+        boots = np.mean([g[rng.integers(0, len(g), size=(N_BOOTSTRAP, len(g)))].mean(axis=1) for g in groups], axis=0)
+    else:
+        point = float(diff.mean())
+        boots = diff[rng.integers(0, len(diff), size=(N_BOOTSTRAP, len(diff)))].mean(axis=1)
+    lo, hi = np.quantile(boots, [0.025, 0.975])
+    result: dict[str, Any] = {"delta": point, "ci": [float(lo), float(hi)], "n": len(shared)}
+    binary = set(np.unique(np.concatenate([base_arr, cand_arr]))) <= {0.0, 1.0}
+    if binary:
+        result["mcnemar"] = mcnemar(base_arr.astype(int), cand_arr.astype(int))
+    return result
+
+
+def _better(metric: str, delta: float | None) -> bool | None:
+    if delta is None or delta == 0:
+        return None
+    if metric in REFERENCE_VALUE:
+        return None  # decided from distances to the reference, see compare_metric
+    return (delta > 0) == higher_is_better(metric)
+
+
+def compare_metric(base: Run, cand: Run, metric: str, slice_name: str, seed: int, issues: list[str]) -> Delta:
+    bm, cm = base.metric(metric, slice_name), cand.metric(metric, slice_name)
+    bv = bm["value"] if bm else None
+    cv = cm["value"] if cm else None
+    delta = None if bv is None or cv is None else cv - bv
+    result = Delta(base.task, base.setting, metric, slice_name, base.model, cand.model, bv, cv, delta, issues=list(issues))
+    if metric in REFERENCE_VALUE and delta is not None:
+        ref = REFERENCE_VALUE[metric]
+        result.better = abs(cv - ref) < abs(bv - ref) if abs(cv - ref) != abs(bv - ref) else None
+    else:
+        result.better = _better(metric, delta)
+    headline = HEADLINE.get(base.task)
+    if headline and headline.metric == metric and headline.field and not issues:
+        paired = paired_delta(base, cand, headline.field, slice_name, metric, seed, headline.only)
+        if paired:
+            result.delta_ci = paired["ci"]
+            result.n_paired = paired["n"]
+            if "mcnemar" in paired:
+                result.p_value = paired["mcnemar"]["p_value"]
+                result.test = "McNemar (exact) + paired bootstrap CI"
+                result.significant = result.p_value < 0.05
+            else:
+                result.test = "paired bootstrap CI"
+                result.significant = not (paired["ci"][0] <= 0 <= paired["ci"][1])
+    elif bm and cm and bm.get("ci") and cm.get("ci"):
+        result.test = "CIs only (no per-item pairing)"
+        result.significant = cm["ci"][0] > bm["ci"][1] or cm["ci"][1] < bm["ci"][0]
+    return result
+
+
+def summary_slices(run: Run, metric: str) -> list[str]:
+    slices = [m["slice"] for m in run.metrics if m["name"] == metric]
+    chosen = [s for s in ("all_excl_en", "tier=high", "tier=low", "tier=en") if s in slices]
+    if not chosen and "all" in slices:
+        chosen = ["all"]
+    if "all_excl_en" in chosen and "all" in slices and "tier=en" not in chosen:
+        chosen.insert(0, "all")
+    return chosen
+
+
+@dataclass
+class Comparison:
+    baseline: str
+    candidates: list[str]
+    summary: list[Delta]
+    details: list[Delta]
+    flags: list[str]
+    groups: dict[tuple[str, str], dict[str, Run]]
+
+
+def compare_runs(runs: Sequence[Run], baseline: str, seed: int = 1234) -> Comparison:
+    """Summary deltas (headline metric per task) and full per-metric/slice deltas."""
+    groups = group_runs(runs)
+    models = sorted({r.model for r in runs})
+    if baseline not in models:
+        from rai_multi.errors import RaiMultiError
+
+        raise RaiMultiError(f"baseline {baseline!r} is not among the runs' models: {', '.join(models)}")
+    candidates = [m for m in models if m != baseline]
+    summary, details, flags = [], [], []
+    for key in sorted(groups):
+        by_model = groups[key]
+        base = by_model.get(baseline)
+        if base is None:
+            flags.append(f"{key[0]}/{key[1]}: no run of the baseline {baseline!r}; not compared")
+            continue
+        for cand_name in candidates:
+            cand = by_model.get(cand_name)
+            if cand is None:
+                flags.append(f"{key[0]}/{key[1]}: no run of {cand_name!r}")
+                continue
+            issues = comparability_issues(base, cand)
+            for issue in issues:
+                flags.append(f"{key[0]}/{key[1]} {baseline} vs {cand_name}: {issue}")
+            headline = HEADLINE.get(base.task)
+            metric_names = list(dict.fromkeys(m["name"] for m in base.metrics))
+            if headline and headline.metric in metric_names:
+                for slice_name in summary_slices(base, headline.metric):
+                    summary.append(compare_metric(base, cand, headline.metric, slice_name, seed, issues))
+            for m in base.metrics:
+                details.append(compare_metric(base, cand, m["name"], m["slice"], seed, issues))
+    return Comparison(baseline, candidates, summary, details, flags, groups)
