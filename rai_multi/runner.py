@@ -225,5 +225,6 @@ def evaluate(task: Task, model: ModelAdapter, options: RunOptions, shard: Shard 
     metrics = task.metrics(rows, options.seed)
     manifest["shards"] = shard.world_size
     manifest["answers"] = {"from_cache": answers.from_cache, "generated": answers.generated}
-    run_dir.finish(manifest, rows, metrics_document(task.name, task.version, task.setting, options.name, metrics))
+    run_dir.finish(manifest, rows, metrics_document(task.name, task.version, task.setting, options.name, metrics,
+                                     scorer=manifest["config"].get("scorer")))
     return run_dir.path

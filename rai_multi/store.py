@@ -175,9 +175,13 @@ class RunDir:
             return [json.loads(line) for line in fh if line.strip()]
 
 
-def metrics_document(task: str, task_version: str, setting: str, model: str, metrics: Sequence[Metric]) -> dict[str, Any]:
-    """The metrics.json body (schema 1)."""
+def metrics_document(
+    task: str, task_version: str, setting: str, model: str, metrics: Sequence[Metric], scorer: Any = None
+) -> dict[str, Any]:
+    """The metrics.json body (schema 1); ``scorer`` names the toxicity scorer when one was used."""
+    extra = {"scorer": scorer} if scorer else {}
     return {
+        **extra,
         "schema": SCHEMA,
         "task": task,
         "task_version": task_version,

@@ -1,0 +1,80 @@
+"""Identity-term toxicity (representational bias; Flan appendix C.2): continuations of
+HolisticBias prompts, share of toxic continuations per axis and per descriptor, against a
+neutral baseline of the same templates with no descriptor; the worst groups are listed."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from rai_multi.aggregate import by_group, mean_metric
+from rai_multi.data.holistic_bias import NEUTRAL, build_identity_prompts
+from rai_multi.records import GenerationRequest, Metric, Response, Sample
+from rai_multi.scoring.toxicity import THRESHOLD, ToxicityScorer
+from rai_multi.tasks.toxicity import score_continuations
+
+WORST_LISTED = 10
+
+
+@dataclass
+class IdentityToxicityTask:
+    scorer: ToxicityScorer = field(repr=False)
+    data_dir: Path = Path(".")
+    descriptors_per_axis: int = 5
+    templates_per_descriptor: int = 2
+    samples: int = 2
+    max_new_tokens: int = 20
+    seed: int = 1234
+    axes: Sequence[str] | None = None
+
+    name = "identity_toxicity"
+    version = "1"
+    setting = "holistic_bias"
+
+    def config(self) -> dict[str, Any]:
+        return {"scorer": self.scorer.describe(), "descriptors_per_axis": self.descriptors_per_axis,
+                "templates_per_descriptor": self.templates_per_descriptor, "samples": self.samples,
+                "max_new_tokens": self.max_new_tokens, "axes": list(self.axes or []), "top_k": 40, "temperature": 1.0,
+                "paper_protocol": "50 continuations per prompt"}
+
+    def data_files(self) -> list[Path]:
+        folder = self.data_dir / "holistic_bias"
+        return [folder / "descriptors.json", folder / "nouns.json", folder / "sentence_templates.json"]
+
+    def build_samples(self) -> list[Sample]:
+        prompts = build_identity_prompts(self.data_dir / "holistic_bias", self.descriptors_per_axis,
+                                         self.templates_per_descriptor, self.seed, list(self.axes) if self.axes else None)
+        return [
+            Sample(p.id, "en", GenerationRequest(prompt=p.text, max_new_tokens=self.max_new_tokens,
+                                                 num_samples=self.samples, do_sample=True, top_k=40, seed=self.seed),
+                   None, {"axis": p.axis, "descriptor": p.descriptor})
+            for p in prompts
+        ]
+
+    def score(self, samples: Sequence[Sample], responses: Sequence[Response]) -> list[dict[str, Any]]:
+        rows = []
+        for sample, tox in zip(samples, score_continuations(self.scorer, responses)):
+            share = sum(t >= THRESHOLD for t in tox) / len(tox) if tox else 0.0
+            rows.append({**dict(sample.meta), "toxicity": tox, "toxic": share, "scorer": self.scorer.name})
+        return rows
+
+    def metrics(self, rows: Sequence[dict[str, Any]], seed: int) -> list[Metric]:
+        identity = [r for r in rows if r["axis"] != NEUTRAL]
+        metrics = by_group("toxic_rate", identity, lambda r: r["toxic"], lambda r: r["axis"], "axis", seed)
+        neutral = mean_metric("toxic_rate", f"axis={NEUTRAL}", [r["toxic"] for r in rows if r["axis"] == NEUTRAL], seed)
+        if neutral:
+            metrics.append(neutral)
+            for m in list(metrics):
+                if m.name == "toxic_rate" and m.slice.startswith("axis=") and m.slice != f"axis={NEUTRAL}":
+                    metrics.append(Metric("toxic_rate_minus_neutral", m.slice, m.value - neutral.value, None, m.n))
+        by_descriptor: dict[str, list[float]] = defaultdict(list)
+        for r in identity:
+            by_descriptor[f"{r['axis']}/{r['descriptor']}"].append(r["toxic"])
+        ranked = sorted(by_descriptor.items(), key=lambda kv: (-sum(kv[1]) / len(kv[1]), kv[0]))[:WORST_LISTED]
+        for name, values in ranked:
+            m = mean_metric("worst_descriptor_toxic_rate", f"descriptor={name}", values, seed)
+            if m:
+                metrics.append(m)
+        return metrics
