@@ -28,6 +28,8 @@ CASES = [
     ("en", "So she has 74 - 35 = 39 left.", 39, FALLBACK),
     ("en", "I am not sure.", None, NONE),
     ("en", "The answer is -5.", -5, PHRASE),
+    ("en", "The answer is 2 * 2 = 4. Next question: 7", 4, PHRASE),
+    ("en", "The answer is $18. I hope 3 people agree.", 18, PHRASE),
     # Bengali: native digits, danda
     ("bn", "৫ + ৬ = ১১। উত্তর হল ১১।", 11, PHRASE),
     ("bn", "উত্তর হল 29।", 29, PHRASE),

@@ -55,6 +55,11 @@ def convert_gguf(gguf: Path) -> Path:
     except Exception as exc:  # transformers raises many types for a bad file
         raise ModelLoadError(f"cannot read GGUF file {gguf}: {exc}") from None
     tmp.mkdir(parents=True)
+    # The weights are dequantised to float32 on load; drop the GGUF quantizer marker so
+    # transformers saves them as an ordinary checkpoint.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     (tmp / "source.txt").write_text(f"{gguf}\n{file_sha256(gguf)}\n", encoding="utf-8")

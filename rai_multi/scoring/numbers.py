@@ -4,8 +4,9 @@ Rules (each one answers a known bug of other harnesses):
 - every Unicode decimal digit (Bengali ০-৯, Thai ๐-๙, Telugu ౦-౯, Devanagari, full-width
   ０-９, Arabic-Indic ...) is mapped to ASCII through ``unicodedata.decimal``, not ``[0-9]``;
 - the final-answer phrases are the ones the language's MGSM exemplars use (German: both
-  "Die Antwort ist" and "Die Antwort lautet" occur there); the number after the last
-  phrase wins, else the last number in the text;
+  "Die Antwort ist" and "Die Antwort lautet" occur there); after the last phrase, the last
+  number of that sentence wins ("The answer is 2 * 2 = 4." -> 4), else the last number in
+  the text;
 - thousands groups may be separated by ``,`` ``.`` or a normal, thin, narrow or no-break
   space, and a grouped number is read as ONE number (never "000");
 - a single separator followed by exactly three digits is read as thousands grouping in every
@@ -31,6 +32,7 @@ FALLBACK = "fallback"
 NONE = "none"
 
 _MINUS = "-\u2212"
+_SENTENCE_END = re.compile(r"[.。।!?！？](?!\d)|\n")
 _SPACES = " \u2009\u202f\u00a0"
 
 
@@ -137,7 +139,12 @@ def extract_answer(
         if end > best_end and find_numbers(normalized[end:], lang):
             best_end = end
     if best_end >= 0:
-        return Extraction(find_numbers(normalized[best_end:], lang)[0], PHRASE)
+        # The answer sentence runs to its end mark; its last number is the answer
+        # ("The answer is 2 * 2 = 4." -> 4), a decimal point is not an end mark.
+        sentence = _SENTENCE_END.split(normalized[best_end:], maxsplit=1)[0]
+        in_sentence = find_numbers(sentence, lang)
+        value = in_sentence[-1] if in_sentence else find_numbers(normalized[best_end:], lang)[0]
+        return Extraction(value, PHRASE)
     numbers = find_numbers(normalized, lang)
     if numbers:
         return Extraction(numbers[-1], FALLBACK)

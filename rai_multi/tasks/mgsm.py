@@ -68,9 +68,10 @@ class MgsmTask:
     version = "1"
 
     def __post_init__(self) -> None:
-        if self.setting not in SETTINGS:
-            raise ConfigError(f"unknown MGSM setting {self.setting!r}; choose one of {', '.join(SETTINGS)}")
-        if self.samples > 1 and self.setting not in COT_SETTINGS:
+        self.prompting = self.setting  # the prompt format
+        if self.prompting not in SETTINGS:
+            raise ConfigError(f"unknown MGSM setting {self.prompting!r}; choose one of {', '.join(SETTINGS)}")
+        if self.samples > 1 and self.prompting not in COT_SETTINGS:
             raise ConfigError("self-consistency (--samples > 1) needs a chain-of-thought setting")
         if not 0 <= self.shots <= 8:
             raise ConfigError("MGSM has 8 exemplars per language: --shots must be 0-8")
@@ -78,18 +79,22 @@ class MgsmTask:
             if code not in MGSM_LANGS:
                 raise ConfigError(f"language {code!r} is not in MGSM; MGSM languages: {', '.join(MGSM_LANGS)}")
         self._exemplars: dict[str, list[Exemplar]] | None = None
+        # The run's setting names self-consistency too, so maj@k runs never overwrite greedy ones.
+        if self.samples > 1:
+            self.setting = f"{self.prompting}-sc{self.samples}"
 
     # ---------------------------------------------------------------- config
     @property
     def new_tokens(self) -> int:
-        return self.max_new_tokens or (16 if self.setting == "direct" else 256)
+        return self.max_new_tokens or (16 if self.prompting == "direct" else 256)
 
     def config(self) -> dict[str, Any]:
         return {
             "setting": self.setting,
+            "prompting": self.prompting,
             "langs": list(self.langs),
             "limit": self.limit,
-            "shots": 0 if self.setting == "zero_shot_cot" else self.shots,
+            "shots": 0 if self.prompting == "zero_shot_cot" else self.shots,
             "samples": self.samples,
             "max_new_tokens": self.new_tokens,
             "sampling": {"temperature": SC_TEMPERATURE, "top_k": SC_TOP_K} if self.samples > 1 else "greedy",
@@ -105,7 +110,7 @@ class MgsmTask:
     def exemplars(self) -> dict[str, list[Exemplar]]:
         if self._exemplars is None:
             if self.data_dir is None:
-                needed = sorted(set(self.langs) | ({"en"} if self.setting == "en_cot" else set()))
+                needed = sorted(set(self.langs) | ({"en"} if self.prompting == "en_cot" else set()))
                 self._exemplars = load_exemplars_hub(needed)
             else:
                 self._exemplars = load_exemplars(exemplars_path(self.data_dir))
@@ -116,15 +121,15 @@ class MgsmTask:
         assert phrases is not None
         english = get_language("en").mgsm
         assert english is not None
-        if self.setting == "zero_shot_cot":
+        if self.prompting == "zero_shot_cot":
             return f"{_join(phrases.question, question)}\n{_join(phrases.answer_prefix, phrases.zero_shot_cot_trigger)}"
-        shots = self.exemplars()["en" if self.setting == "en_cot" else lang.code][: self.shots]
-        if self.setting == "direct":
+        shots = self.exemplars()["en" if self.prompting == "en_cot" else lang.code][: self.shots]
+        if self.prompting == "direct":
             blocks = [
                 f"{ex.question}\n{_join(phrases.direct_answer_prefix, _format_number(ex.number))}" for ex in shots
             ]
             tail = f"{_join(phrases.question, question)}\n{phrases.direct_answer_prefix}"
-        elif self.setting == "en_cot":
+        elif self.prompting == "en_cot":
             blocks = [f"{ex.question}\n{ex.answer}" for ex in shots]
             tail = f"{_join(english.question, question)}\n{english.answer_prefix}"
         else:
@@ -134,7 +139,7 @@ class MgsmTask:
 
     def _request(self, lang: LanguageConfig, question: str) -> GenerationRequest:
         stops = tuple(lang.stop)
-        if self.setting == "en_cot":
+        if self.prompting == "en_cot":
             stops = tuple(dict.fromkeys(stops + get_language("en").stop))
         sampled = self.samples > 1
         return GenerationRequest(
@@ -167,7 +172,7 @@ class MgsmTask:
     def _extra_prefixes(self) -> tuple[str, ...]:
         english = get_language("en").mgsm
         assert english is not None
-        return (english.final_answer_prefix,) if self.setting == "en_cot" else ()
+        return (english.final_answer_prefix,) if self.prompting == "en_cot" else ()
 
     def score(self, samples: Sequence[Sample], responses: Sequence[Response]) -> list[dict[str, Any]]:
         rows = []

@@ -1,0 +1,140 @@
+"""Audit suites (TOML): which models (one the baseline), which tasks with which settings,
+languages and limits, which toxicity scorer, and which gate policy.
+
+Validation is strict: an unknown key or a wrong type is an error naming the file and the
+table at fault, because a silently ignored typo in a release audit is a wrong verdict.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rai_multi.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+TASK_KEYS: dict[str, set[str]] = {
+    "mgsm": {"setting", "langs", "tier", "limit", "samples", "shots", "max_new_tokens"},
+    "tydiqa": {"langs", "tier", "limit", "shots", "max_new_tokens"},
+    "toxicity": {"prompts", "samples", "max_new_tokens"},
+    "identity_toxicity": {"descriptors_per_axis", "templates_per_descriptor", "samples", "max_new_tokens"},
+    "toxicity_cls": {"dataset", "shots", "limit"},
+    "bias": {"benchmarks", "setting", "limit", "shots"},
+}
+MODEL_KEYS = {"name", "source", "batch_size", "dtype", "chat_template", "description"}
+TOP_KEYS = {"title", "notes", "seed", "baseline", "policy", "out", "report", "scorer", "model", "task"}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    source: str  # local dir, .gguf, hub id, or demo:<name>
+    batch_size: int = 8
+    dtype: str = "auto"
+    chat_template: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    type: str
+    options: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Suite:
+    path: Path
+    title: str
+    models: list[ModelSpec]
+    baseline: str
+    tasks: list[TaskSpec]
+    seed: int = 1234
+    policy: Path | None = None
+    out: Path = Path("runs")
+    report: Path = Path("reports/audit.html")
+    scorer: dict[str, Any] = field(default_factory=lambda: {"name": "profanity-check"})
+    notes: list[str] = field(default_factory=list)
+
+    def model(self, name: str) -> ModelSpec:
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise ConfigError(f"{self.path}: no model named {name!r} (models: {', '.join(m.name for m in self.models)})")
+
+
+def _check_keys(raw: dict[str, Any], allowed: set[str], where: str) -> None:
+    unknown = set(raw) - allowed
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(allowed))}")
+
+
+def _typed(raw: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str, default: Any = None) -> Any:
+    if key not in raw:
+        return default
+    value = raw[key]
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise ConfigError(f"{where}: '{key}' must be {names}")
+    return value
+
+
+def load_suite(path: Path) -> Suite:
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read suite {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    _check_keys(raw, TOP_KEYS, str(path))
+    models = []
+    for i, m in enumerate(raw.get("model", [])):
+        where = f"{path}: [[model]] {i + 1}"
+        _check_keys(m, MODEL_KEYS, where)
+        if not isinstance(m.get("name"), str) or not isinstance(m.get("source"), str):
+            raise ConfigError(f"{where}: 'name' and 'source' (strings) are required")
+        models.append(ModelSpec(m["name"], m["source"], _typed(m, "batch_size", int, where, 8),
+                                _typed(m, "dtype", str, where, "auto"), _typed(m, "chat_template", bool, where, False),
+                                _typed(m, "description", str, where, "")))
+    if len(models) < 2:
+        raise ConfigError(f"{path}: an audit needs at least two [[model]] tables (a baseline and a candidate)")
+    if len({m.name for m in models}) != len(models):
+        raise ConfigError(f"{path}: model names must be unique")
+    tasks = []
+    for i, t in enumerate(raw.get("task", [])):
+        where = f"{path}: [[task]] {i + 1}"
+        kind = t.get("type")
+        if kind not in TASK_KEYS:
+            raise ConfigError(f"{where}: 'type' must be one of {', '.join(TASK_KEYS)}; got {kind!r}")
+        _check_keys(t, TASK_KEYS[kind] | {"type"}, where)
+        tasks.append(TaskSpec(kind, {k: v for k, v in t.items() if k != "type"}))
+    if not tasks:
+        raise ConfigError(f"{path}: no [[task]] tables")
+    baseline = _typed(raw, "baseline", str, str(path))
+    if baseline is None or baseline not in {m.name for m in models}:
+        raise ConfigError(f"{path}: 'baseline' must name one of the models ({', '.join(m.name for m in models)})")
+    policy = _typed(raw, "policy", str, str(path))
+    scorer = _typed(raw, "scorer", (str, dict), str(path), "profanity-check")
+    if isinstance(scorer, str):
+        scorer = {"name": scorer}
+    _check_keys(scorer, {"name", "checkpoint", "config", "label"}, f"{path}: scorer")
+    notes = _typed(raw, "notes", list, str(path), [])
+    return Suite(
+        path=path,
+        title=_typed(raw, "title", str, str(path), f"rai-multi audit: {path.stem}"),
+        models=models,
+        baseline=baseline,
+        tasks=tasks,
+        seed=_typed(raw, "seed", int, str(path), 1234),
+        policy=(path.parent / policy) if policy else None,
+        out=Path(_typed(raw, "out", str, str(path), "runs")),
+        report=Path(_typed(raw, "report", str, str(path), "reports/audit.html")),
+        scorer=scorer,
+        notes=[str(n) for n in notes],
+    )

