@@ -9,7 +9,7 @@ import typer
 
 from rai_multi.models.base import ModelAdapter
 from rai_multi.records import Metric
-from rai_multi.runner import DEFAULT_SEED, RunOptions, evaluate
+from rai_multi.runner import DEFAULT_SEED, RunOptions, Shard, evaluate
 from rai_multi.store import RunDir
 from rai_multi.tasks.base import Task
 
@@ -88,7 +88,8 @@ def run_and_print(
         out_dir=out, name=name or adapter.name, seed=seed, batch_size=batch_size, use_cache=not no_cache
     )
     run_dir = evaluate(task, adapter, options)
-    print_metrics(run_dir, metric_names)
+    if Shard.from_env().rank == 0:  # other data-parallel ranks only generate
+        print_metrics(run_dir, metric_names)
     return run_dir
 
 

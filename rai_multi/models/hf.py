@@ -255,22 +255,27 @@ class HFAdapter:
         return Loglikelihood(float(logprob), len(targets), greedy)
 
     def _score_causal(self, prepared, sinks) -> None:
+        """Rows are left-padded so every continuation ends in the last column; only the
+        logits of the last (longest continuation + 1) positions are computed, which for
+        large vocabularies (Gemma: 262k) is most of the cost of a forward pass."""
         limit = self.max_context or _LARGE
-        rows, spans = [], []
-        for ctx, conts in prepared:
-            for cont in conts:
-                full = (ctx + cont)[-limit:]
-                n_ctx = len(full) - len(cont)
-                rows.append(full)
-                spans.append((n_ctx, cont))
-        input_ids, mask = self._pad(rows, left=False)
-        logits = self.model(input_ids=input_ids, attention_mask=mask).logits
+        rows, conts = [], []
+        for ctx, cont_list in prepared:
+            for cont in cont_list:
+                rows.append((ctx + cont)[-limit:])
+                conts.append(cont)
+        input_ids, mask = self._pad(rows, left=True)
+        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+        keep = max(len(c) for c in conts) + 1
+        logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids,
+                            logits_to_keep=keep).logits
+        width = logits.shape[1]  # == keep: column j is sequence position (W - keep + j)
         k = 0
-        for (ctx, conts), sink in zip(prepared, sinks):
-            for _ in conts:
-                n_ctx, cont = spans[k]
-                # logits at position t predict token t + 1
-                sink.append(self._gather(logits[k], cont, range(n_ctx - 1, n_ctx - 1 + len(cont))))
+        for (ctx, cont_list), sink in zip(prepared, sinks):
+            for _ in cont_list:
+                cont = conts[k]
+                # the logit predicting continuation token t sits one column before it
+                sink.append(self._gather(logits[k], cont, range(width - len(cont) - 1, width - 1)))
                 k += 1
 
     def _score_seq2seq(self, prepared, sinks) -> None:
