@@ -30,6 +30,22 @@ def test_batched_greedy_equals_one_at_a_time(fixture, request):
     assert fast == slow
 
 
+def test_shared_fewshot_prefix_is_encoded_once_with_identical_outputs(tiny_causal, data_dir):
+    from rai_multi.tasks.mgsm import MgsmTask
+
+    task = MgsmTask(langs=["en", "sw"], data_dir=data_dir, limit=3, shots=3, max_new_tokens=10)
+    reqs = [s.request for s in task.build_samples()]
+    ids = [str(i) for i in range(len(reqs))]
+    fast = load_model(str(tiny_causal), batch_size=2)
+    calls = []
+    original = fast._prefix_cache
+    fast._prefix_cache = lambda prefix: calls.append(len(prefix)) or original(prefix)
+    simple = load_model(str(tiny_causal), batch_size=2)
+    simple.prefix_reuse = False
+    assert fast.generate(reqs, ids) == simple.generate(reqs, ids)
+    assert len(calls) == 2 and min(calls) > 300  # one exemplar block per language
+
+
 def _naive_loglikelihood(adapter, context: str, continuation: str) -> float:
     model, tok = adapter.model, adapter.tokenizer
     cont = tok(continuation, add_special_tokens=False)["input_ids"]

@@ -20,6 +20,7 @@ import torch
 from rai_multi.records import GenerationRequest, Loglikelihood, LoglikelihoodRequest
 
 _LARGE = 1_000_000
+PREFIX_MIN_TOKENS = 32
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ class HFAdapter:
         batch_size: int = 16,
         chat_template: bool = False,
         description: dict[str, Any] | None = None,
+        prefix_reuse: bool = True,
     ):
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -87,6 +89,7 @@ class HFAdapter:
         self.fingerprint = fingerprint
         self.batch_size = batch_size
         self.chat_template = chat_template
+        self.prefix_reuse = prefix_reuse
         self.is_seq2seq = bool(getattr(model.config, "is_encoder_decoder", False))
         self._description = description or {}
         if tokenizer.pad_token_id is None:
@@ -166,6 +169,11 @@ class HFAdapter:
             groups.setdefault(key, []).append(i)
         for key, indices in groups.items():
             encoded = self._encode_prompts([requests[i].prompt for i in indices], key.max_new_tokens)
+            if self._prefix_reuse_applies(key):
+                done = self._generate_shared_prefixes(requests, indices, encoded, key, results)
+                keep = [j for j in range(len(indices)) if indices[j] not in done]
+                indices = [indices[j] for j in keep]
+                encoded = [encoded[j] for j in keep]
             order = sorted(range(len(indices)), key=lambda j: -len(encoded[j]))
             for start in range(0, len(order), self.batch_size):
                 batch = order[start : start + self.batch_size]
@@ -176,6 +184,70 @@ class HFAdapter:
                 for j, outs in zip(batch, texts):
                     results[indices[j]] = outs
         return [r if r is not None else [] for r in results]
+
+    # ---------------------------------------------------------------- few-shot prefix reuse
+    def _prefix_reuse_applies(self, key: _GenKey) -> bool:
+        """Few-shot prompts share their exemplar block; for decoder-only models with a plain
+        (non-sliding) KV cache and greedy single answers, that block is encoded once."""
+        if self.is_seq2seq or not self.prefix_reuse or key.do_sample or key.num_samples != 1:
+            return False
+        config = self.model.config
+        return not getattr(config, "sliding_window", None) and not getattr(config, "layer_types", None)
+
+    def _generate_shared_prefixes(self, requests, indices, encoded, key: _GenKey, results) -> set[int]:
+        """Generate the requests whose prompts share an exemplar block (everything up to the
+        last blank line) of at least PREFIX_MIN_TOKENS tokens; returns the indices done."""
+        by_prefix: dict[str, list[int]] = {}
+        for j, i in enumerate(indices):
+            head, sep, _ = requests[i].prompt.rpartition("\n\n")
+            if sep:
+                by_prefix.setdefault(head + sep, []).append(j)
+        done: set[int] = set()
+        for prefix_text, members in by_prefix.items():
+            if len(members) < 2:
+                continue
+            prefix = self.tokenizer(prefix_text, add_special_tokens=True)["input_ids"]
+            if len(prefix) < PREFIX_MIN_TOKENS or not all(encoded[j][: len(prefix)] == prefix and len(encoded[j]) > len(prefix)
+                                                          for j in members):
+                continue  # tokenisation does not split at the boundary (or truncated): simple path
+            cache = self._prefix_cache(prefix)
+            members.sort(key=lambda j: -len(encoded[j]))
+            for start in range(0, len(members), self.batch_size):
+                batch = members[start : start + self.batch_size]
+                texts = self._generate_prefixed(cache, prefix, [encoded[j][len(prefix):] for j in batch], key)
+                for j, outs in zip(batch, texts):
+                    results[indices[j]] = outs
+                    done.add(indices[j])
+        return done
+
+    @torch.inference_mode()
+    def _prefix_cache(self, prefix: list[int]):
+        ids = torch.tensor([prefix], device=self.model.device)
+        return self.model(input_ids=ids, use_cache=True).past_key_values
+
+    @torch.inference_mode()
+    def _generate_prefixed(self, cache, prefix: list[int], suffixes: list[list[int]], key: _GenKey) -> list[list[str]]:
+        import copy
+
+        width = max(len(s) for s in suffixes)
+        rows = [prefix + [self.tokenizer.pad_token_id] * (width - len(s)) + s for s in suffixes]
+        input_ids = torch.tensor(rows, device=self.model.device)
+        mask = torch.ones_like(input_ids)
+        for i, s in enumerate(suffixes):
+            mask[i, len(prefix) : len(prefix) + width - len(s)] = 0  # padding sits between prefix and suffix
+        past = copy.deepcopy(cache)
+        past.batch_repeat_interleave(len(rows))
+        start = input_ids.shape[1]
+        kwargs: dict[str, Any] = dict(input_ids=input_ids, attention_mask=mask, past_key_values=past,
+                                      max_new_tokens=key.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
+                                      do_sample=False, temperature=None, top_k=None, top_p=None)
+        if key.stop:
+            from transformers import StoppingCriteriaList
+
+            kwargs["stopping_criteria"] = StoppingCriteriaList([_StopOnStrings(self.tokenizer, key.stop, start)])
+        out = self.model.generate(**kwargs)
+        texts = self.tokenizer.batch_decode(out[:, start:], skip_special_tokens=True)
+        return [[cut_at_stop(t, key.stop)] for t in texts]
 
     @torch.inference_mode()
     def _generate_batch(self, rows: Sequence[Sequence[int]], key: _GenKey, seed: int) -> list[list[str]]:

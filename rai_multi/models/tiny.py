@@ -35,7 +35,7 @@ SHAPES: dict[str, tuple[str, dict]] = {
 }
 
 
-def build_tokenizer(kind: str, vocab_size: int = 600):
+def build_tokenizer(kind: str, vocab_size: int = 600, corpus: list[str] | None = None):
     """Byte-level BPE tokenizer; seq2seq appends ``</s>``, causal prepends ``<s>``."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
@@ -50,7 +50,7 @@ def build_tokenizer(kind: str, vocab_size: int = 600):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    tok.train_from_iterator(corpus or _CORPUS * 4, trainer=trainer)
     if kind == "seq2seq":
         tok.post_processor = processors.TemplateProcessing(
             single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", tok.token_to_id("</s>"))]
@@ -68,13 +68,16 @@ def build_tokenizer(kind: str, vocab_size: int = 600):
     )
 
 
-def build_tiny_model(out_dir: Path, shape: str = "tiny-seq2seq", seed: int = 0) -> Path:
-    """Save a randomly initialised model of ``shape`` (see SHAPES) plus tokenizer to ``out_dir``."""
+def build_tiny_model(
+    out_dir: Path, shape: str = "tiny-seq2seq", seed: int = 0, corpus: list[str] | None = None, vocab_size: int = 600
+) -> Path:
+    """Save a randomly initialised model of ``shape`` (see SHAPES) plus tokenizer to ``out_dir``
+    (tokenizer trained on ``corpus`` when given: realistic token counts for benchmarks)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, T5Config, T5ForConditionalGeneration
 
     kind, overrides = SHAPES[shape]
-    tokenizer = build_tokenizer(kind)
+    tokenizer = build_tokenizer(kind, vocab_size, corpus)
     overrides = dict(overrides)
     vocab = max(overrides.pop("vocab_size", 0), len(tokenizer))
     torch.manual_seed(seed)
