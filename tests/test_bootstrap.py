@@ -33,3 +33,22 @@ def test_macro_average_weights_languages_equally():
     assert macro_mean(groups) == 0.5
     lo, hi = macro_bootstrap_ci(groups, seed=1)
     assert lo == hi == 0.5  # both groups constant: no sampling variation
+
+
+def test_language_slices_are_macro_averages_not_pooled_means():
+    """Unequal language sizes tell a macro-average from a pooled (micro) one."""
+    from rai_multi.aggregate import by_language
+
+    rows = (
+        [{"lang": "en", "v": 1.0}] * 10
+        + [{"lang": "bn", "v": 0.0}] * 2
+        + [{"lang": "sw", "v": v} for v in (1.0, 0.0, 0.0, 0.0)]
+    )
+    got = {m.slice: m for m in by_language("acc", rows, lambda r: r["v"], seed=1)}
+    assert got["lang=sw"].value == 0.25 and got["lang=sw"].n == 4
+    assert got["tier=low"].value == 0.125  # (0 + 0.25) / 2; pooled would be 1/6
+    assert got["all_excl_en"].value == 0.125 and got["all_excl_en"].n == 6
+    assert abs(got["all"].value - 1.25 / 3) < 1e-12  # (1 + 0 + 0.25) / 3; pooled would be 11/16
+    assert got["tier=en"].value == 1.0 and got["tier=en"].ci == (1.0, 1.0)
+    lo, hi = got["tier=low"].ci
+    assert lo <= 0.125 <= hi

@@ -49,6 +49,46 @@ def test_malformed_row_names_file_and_line(tmp_path):
         load_mgsm_tsv(bad, "en")
 
 
+def test_bom_is_dropped_and_non_utf8_names_the_line(tmp_path):
+    tsv = tmp_path / "mgsm_en.tsv"
+    tsv.write_bytes("\ufeffWhat is 1+1?\t2\r\nWhat is 2+2?\t4\r\n".encode("utf-8"))
+    items = load_mgsm_tsv(tsv, "en")
+    assert [(i.question, i.answer) for i in items] == [("What is 1+1?", 2.0), ("What is 2+2?", 4.0)]
+    tsv.write_bytes(b"What is 1+1?\t2\nCaf\xe9?\t3\n")
+    with pytest.raises(DataError, match=r"mgsm_en.tsv:2: not UTF-8"):
+        load_mgsm_tsv(tsv, "en")
+
+
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        ("MGSM_EXEMPLARS = {'en': [1]}", r"MGSM_EXEMPLARS\['en'\] must map"),
+        ("MGSM_EXEMPLARS = {'en': {'a': {'q': 'x', 'a': 'y'}}}", "keys must be numbers"),
+        ("MGSM_EXEMPLARS = {'en': {'1': {'x': 1}}}", r"\['1'\]: needs string fields 'q' and 'a'"),
+        ("MGSM_EXEMPLARS = {'en': {'1': {'q': 'x', 'a': 'y'}, '2': {'q': 'x', 'a': 'y'}}}", "2 exemplars, expected 1"),
+        ("MGSM_EXEMPLARS = dict(en=1)", "is not a plain literal"),
+    ],
+)
+def test_malformed_exemplars_are_data_errors(body, message, tmp_path):
+    src = tmp_path / "exemplars.py"
+    src.write_text(f"EXEMPLAR_NUMBER_ANSWERS = [3]\n{body}\n", encoding="utf-8")
+    with pytest.raises(DataError, match=message):
+        load_exemplars(src)
+
+
+def test_language_missing_from_exemplars_is_a_data_error(data_dir, tmp_path):
+    folder = tmp_path / "mgsm"
+    folder.mkdir()
+    (folder / "mgsm_sw.tsv").write_text("Swali?\t3\n", encoding="utf-8")
+    (folder / "exemplars.py").write_text(
+        "EXEMPLAR_NUMBER_ANSWERS = [3]\nMGSM_EXEMPLARS = {'en': {'1': {'q': 'Question: x', 'a': 'The answer is 3.'}}}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(DataError, match="no exemplars for sw"):
+        MgsmTask(langs=["sw"], data_dir=tmp_path).build_samples()
+    assert MgsmTask(langs=["sw"], data_dir=tmp_path, setting="en_cot").build_samples()[0].target == 3.0
+
+
 def test_exemplars_are_parsed_never_executed(tmp_path):
     marker = tmp_path / "executed"
     src = tmp_path / "exemplars.py"
@@ -91,12 +131,14 @@ def test_language_slices_and_macro_averages_by_hand(data_dir, tmp_path):
     task = MgsmTask(langs=["en", "bn", "sw"], data_dir=data_dir, limit=4)
     golds = {s.id: s.target for s in task.build_samples()}
     assert golds["mgsm/en/0"] == 18 and golds["mgsm/bn/1"] != 18
-    run = evaluate(task, _scripted_correct_first({"en": 2, "bn": 1, "sw": 1}), RunOptions(tmp_path, "s"))
-    # en: item 0 right (gold 18), item 1 says 18 but gold is 3 -> 1/4 right
+    run = evaluate(task, _scripted_correct_first({"en": 2, "bn": 1, "sw": 0}), RunOptions(tmp_path, "s"))
+    # en: item 0 right (gold 18), item 1 says 18 but gold is 3 -> 1/4 right; sw: none right
     assert metric(run, "accuracy", "lang=en")["value"] == pytest.approx(0.25)
     assert metric(run, "accuracy", "lang=bn")["value"] == pytest.approx(0.25)
-    assert metric(run, "accuracy", "tier=low")["value"] == pytest.approx(0.25)
-    assert metric(run, "accuracy", "all")["value"] == pytest.approx(0.25)
+    assert metric(run, "accuracy", "lang=sw")["value"] == 0.0
+    assert metric(run, "accuracy", "tier=low")["value"] == pytest.approx(0.125)  # (bn + sw) / 2
+    assert metric(run, "accuracy", "all")["value"] == pytest.approx(0.5 / 3)
+    assert metric(run, "accuracy", "all_excl_en")["value"] == pytest.approx(0.125)  # the paper's average: no en
     assert metric(run, "accuracy", "all_excl_en")["n"] == 8
     ci = metric(run, "accuracy", "lang=en")["ci"]
     assert ci[0] <= 0.25 <= ci[1] and ci[0] < ci[1]

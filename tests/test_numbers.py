@@ -36,6 +36,7 @@ CASES = [
     ("bn", "উত্তর হল ২,১২৫।", 2125, PHRASE),
     ("bn", "৩২ + ৪২ = ৭৪। ৭৪ - ৩৫ = ৩৯।", 39, FALLBACK),
     ("bn", "উত্তর হল পাঁচ।", None, NONE),
+    ("bn", "উত্তর হল ১,০০,০০০।", 100000, PHRASE),  # Indian (lakh) grouping
     # German: the exemplars end with "Die Antwort ist" (1) and "Die Antwort lautet" (2-8), dot grouping, decimal comma
     ("de", "5 + 6 = 11. Die Antwort ist 11.", 11, PHRASE),
     ("de", "Die Antwort ist 80.000.", 80000, PHRASE),
@@ -43,6 +44,8 @@ CASES = [
     ("de", "Die Antwort lautet 7.", 7, PHRASE),
     ("de", "Also 9 + 20 = 29 Computer.", 29, FALLBACK),
     ("de", "Das sind 1.234,5 Euro.", 1234.5, FALLBACK),
+    # "ß" before the phrase: casefold() would make it "ss" and shift the phrase position
+    ("de", "Die große Straße hat 3 Häuser. Die Antwort lautet 7.", 7, PHRASE),
     # Spanish
     ("es", "58 - 23 = 35. 35 - 2 = 33. La respuesta es 33.", 33, PHRASE),
     ("es", "La respuesta es 2.125.", 2125, PHRASE),
@@ -59,7 +62,7 @@ CASES = [
     ("ja", "5+6=11。答えは11です。", 11, PHRASE),
     ("ja", "74-35=39個のチョコレートが残っている。答えは39個。", 39, PHRASE),
     ("ja", "答えは３９です。", 39, PHRASE),
-    ("ja", "答えは２，１２５個です。".replace("，", ","), 2125, PHRASE),
+    ("ja", "答えは２，１２５個です。", 2125, PHRASE),  # full-width digits and full-width comma grouping
     ("ja", "全部で８個です。", 8, FALLBACK),
     # Russian: em dash, space grouping
     ("ru", "5 + 6 = 11. Ответ — 11.", 11, PHRASE),
@@ -79,6 +82,7 @@ CASES = [
     ("te", "సమాధానం ౨౭౬,౦౦౦.", 276000, PHRASE),
     ("te", "58-23=35. 35-2=33.", 33, FALLBACK),
     ("te", "తెలియదు", None, NONE),
+    ("te", "సమాధానం 12,34,567.", 1234567, PHRASE),  # lakh grouping
     # Thai: no final punctuation, Thai digits
     ("th", "ดังนั้น 5 + 6 = 11 คำตอบคือ 11", 11, PHRASE),
     ("th", "คำตอบคือ ๓๙", 39, PHRASE),
@@ -91,6 +95,8 @@ CASES = [
     ("zh", "答案是2,125。", 2125, PHRASE),
     ("zh", "答案是 12.5 元。", 12.5, PHRASE),
     ("zh", "所以她们一共还有 74 - 35 = 39 块巧克力。", 39, FALLBACK),
+    ("zh", "答案是 1，250 元。", 1250, PHRASE),  # full-width comma between groups
+    ("zh", "分别是3，5，7", 7, FALLBACK),  # full-width comma as a list mark: not a decimal point
 ]
 
 

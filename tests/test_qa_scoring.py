@@ -27,6 +27,14 @@ HAND = [
     ("東京都", ["東京"], 0.0, 0.0),                                      # no spaces: one token each
     ("a an the", ["the"], 1.0, 0.0),                                    # both normalise to "": EM 1, F1 0
     ("Helsingin yliopisto", ["yliopisto", "Helsingin yliopisto"], 1.0, 1.0),
+    ("the cat and a dog", ["cat and dog"], 1.0, 1.0),                # articles mid-answer dropped
+    ("another", ["other"], 0.0, 0.0),                                   # \b: "an" inside a word stays
+    ("state-of-the-art", ["state of the art"], 0.0, 0.0),             # "-" deleted, not a space: one token
+    ("\u201cHelsinki\u201d", ["Helsinki"], 0.0, 0.0),                   # curly quotes are not ASCII punctuation
+    ("ঢাকা।", ["ঢাকা"], 0.0, 0.0),                                      # Bengali danda kept
+    ("القاهرة،", ["القاهرة"], 0.0, 0.0),                                # Arabic comma kept
+    ("Владимир Путин", ["Путин", "Владимир Владимирович Путин"], 0.0, 0.8),  # 2/3 vs 0.8 (P=1, R=2/3): max
+    ("서울에서", ["서울"], 0.0, 0.0),                                     # Korean particle: whitespace tokens differ
 ]
 
 
@@ -44,6 +52,11 @@ DIFFERS = [
     ("東京都", ["東京"], "ja", 0.0, 0.8),               # character F1: P=2/3 R=1
     ("The answer", ["answer"], "fi", 0.0, 2 / 3),      # no English articles in Finnish
     ("Москва.", ["москва"], "ru", 1.0, 1.0),           # same as SQuAD here
+    ("\u201cHelsinki\u201d", ["Helsinki"], "fi", 1.0, 1.0),  # curly quotes are Unicode punctuation (Pi/Pf)
+    ("ঢাকা।", ["ঢাকা"], "bn", 1.0, 1.0),                # danda (Po) removed
+    ("القاهرة،", ["القاهرة"], "ar", 1.0, 1.0),          # Arabic comma (Po) removed
+    ("The answer", ["answer"], "en", 1.0, 1.0),        # English keeps the article rule
+    ("서울에서", ["서울"], "ko", 0.0, 0.0),              # whitespace tokens for Korean: no gain, stated
 ]
 
 

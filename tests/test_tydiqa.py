@@ -121,3 +121,113 @@ def test_malformed_json_is_one_line_error(data_dir, tmp_path):
     )
     lines = [x for x in proc.stderr.splitlines() if x.strip()]
     assert proc.returncode == 2 and len(lines) == 1 and "korean.json:3:1: not valid JSON" in lines[0], proc.stderr
+
+
+def _combined_dev(tmp_path: Path, data_dir: Path, langs: tuple[str, ...]) -> Path:
+    """An official-style combined dev file holding the given languages' questions."""
+    from rai_multi.data.tydiqa import LANG_NAMES
+
+    data = []
+    for lang in langs:
+        data += json.loads((data_dir / "tydiqa_goldp" / "dev" / f"{LANG_NAMES[lang]}.json").read_text(encoding="utf-8"))["data"]
+    root = tmp_path / "combined" / "tydiqa_goldp"
+    root.mkdir(parents=True)
+    (root / "tydiqa-goldp-v1.1-dev.json").write_text(json.dumps({"data": data}, ensure_ascii=False), encoding="utf-8")
+    return tmp_path / "combined"
+
+
+def test_combined_dev_file_is_split_on_the_id_prefix(data_dir, tmp_path):
+    root = _combined_dev(tmp_path, data_dir, ("bn", "sw"))
+    bn, path = load_tydiqa(root, "bn", "dev")
+    assert path.name == "tydiqa-goldp-v1.1-dev.json"
+    assert len(bn) == OFFICIAL_DEV_COUNTS["bn"] and all(i.id.startswith("bengali-") for i in bn)
+    assert len(load_tydiqa(root, "sw", "dev")[0]) == OFFICIAL_DEV_COUNTS["sw"]
+    with pytest.raises(DataError, match="no questions for language 'fi'"):  # empty slice: an error, not 0/0
+        load_tydiqa(root, "fi", "dev")
+
+
+MALFORMED = [
+    ('{"data": ["x"]}', r"data\[0\]: needs a 'paragraphs' list"),
+    ('{"data": [{"paragraphs": [{"context": 5, "qas": []}]}]}', "needs a 'context' string and a 'qas' list"),
+    ('{"data": [{"paragraphs": [{"context": "c", "qas": [{"id": "bengali-1", "question": "q"}]}]}]}',
+     r"qas\[0\]: needs 'id', 'question' and 'answers\[\].text'"),
+    ('{"data": [{"paragraphs": [{"context": "c", "qas": [{"id": "bengali-1", "question": "q", "answers": [{"text": 5}]}]}]}]}',
+     "must be strings"),
+    ('{"data": [{"paragraphs": [{"context": "c", "qas": [{"id": "bengali-1", "question": "q", "answers": []}]}]}]}',
+     "no gold answer"),
+    ('{"data": [{"paragraphs": [{"context": "c", "qas": [{"id": "bengali-1", "question": "q", "answers": [{"text": "a"}]},'
+     ' {"id": "bengali-1", "question": "q", "answers": [{"text": "a"}]}]}]}]}', "duplicate question id 'bengali-1'"),
+    ('{"data": [{"paragraphs": [{"context": "c", "qas": [{"id": "bengali-1", "question": "q", "answers": [{"text": "a"}]},'
+     ' {"id": "swahili-2", "question": "q", "answers": [{"text": "a"}]}]}]}]}', "holds 1 question.* not in language 'bn'"),
+    ('[]', "expected the SQuAD layout"),
+]
+
+
+@pytest.mark.parametrize("text,message", MALFORMED)
+def test_malformed_structure_names_file_and_place(text, message, tmp_path):
+    folder = tmp_path / "tydiqa_goldp" / "dev"
+    folder.mkdir(parents=True)
+    (folder / "bengali.json").write_text(text, encoding="utf-8")
+    with pytest.raises(DataError, match=message) as err:
+        load_tydiqa(tmp_path, "bn", "dev")
+    assert "bengali.json" in str(err.value)
+    (folder / "bengali.json").write_bytes(b"\xff\xfe{}")
+    with pytest.raises(DataError, match="not UTF-8"):
+        load_tydiqa(tmp_path, "bn", "dev")
+
+
+def test_dev_exemplar_never_shares_the_evaluated_passage(tmp_path):
+    # Two questions on passage A, one on passage B: A's questions may only take B's as the shot.
+    def qa(qid, answer):
+        return {"id": f"bengali-{qid}", "question": f"q{qid}", "answers": [{"text": answer, "answer_start": 0}]}
+
+    doc = {"data": [{"title": "t", "paragraphs": [
+        {"context": "passage A", "qas": [qa(1, "A"), qa(2, "A")]},
+        {"context": "passage B", "qas": [qa(3, "B")]},
+    ]}]}
+    folder = tmp_path / "tydiqa_goldp" / "dev"
+    folder.mkdir(parents=True)
+    (folder / "bengali.json").write_text(json.dumps(doc), encoding="utf-8")
+    for seed in range(10):
+        shots = {s.id: s.meta["exemplar_id"] for s in TydiqaTask(langs=["bn"], data_dir=tmp_path, seed=seed).build_samples()}
+        assert shots["bengali-1"] == shots["bengali-2"] == "bengali-3"
+        assert shots["bengali-3"] in {"bengali-1", "bengali-2"}
+
+
+def _cli(args: list[str], data_dir: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    env = {"RAI_MULTI_DATA": str(data_dir), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "rai_multi.cli.main", *args, "--out", str(tmp_path / "runs")],
+                          capture_output=True, text=True, env=env)
+
+
+def test_cli_bad_input_is_one_line_nonzero(tiny_seq2seq, data_dir, tmp_path):
+    fake = tmp_path / "fake" / "tydiqa_goldp" / "dev"
+    fake.mkdir(parents=True)
+    shutil.copy(data_dir / "tydiqa_goldp" / "dev" / "swahili.json", fake / "bengali.json")
+    cases = [
+        (["eval", "tydiqa", "--model", str(tiny_seq2seq), "--langs", "xx"], "unknown language code 'xx'"),
+        (["eval", "tydiqa", "--model", str(tiny_seq2seq), "--langs", "th"], "not part of this task"),
+        (["eval", "tydiqa", "--model", str(tmp_path / "no-model"), "--langs", "bn"], "model path does not exist"),
+        (["eval", "tydiqa", "--model", str(tiny_seq2seq), "--langs", "bn", "--data-dir", str(tmp_path / "fake")],
+         "not in language 'bn'"),
+    ]
+    for args, message in cases:
+        proc = _cli(args, data_dir, tmp_path)
+        lines = [x for x in proc.stderr.splitlines() if x.strip()]
+        assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], (args, proc.stderr)
+        assert "Traceback" not in proc.stderr
+    assert not list((tmp_path / "runs").rglob("metrics.json"))
+
+
+def test_hub_source_draws_the_shot_from_train(monkeypatch):
+    """Without a data dir the hub is used; its train split exists for every GoldP language."""
+    import rai_multi.data.tydiqa as loader
+
+    def fake_hub(lang, split):
+        return [loader.QAItem(f"{loader.LANG_NAMES[lang]}-{split}-{i}", lang, "t", f"{split} passage {i}", "q", ("a",))
+                for i in range(3)]
+
+    monkeypatch.setattr(loader, "load_tydiqa_hub", fake_hub)
+    samples = TydiqaTask(langs=["fi"], data_dir=None).build_samples()
+    assert len(samples) == 3
+    assert all(s.meta["exemplar_source"] == "train" and "-train-" in s.meta["exemplar_id"] for s in samples)

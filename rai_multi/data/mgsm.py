@@ -50,23 +50,31 @@ def load_mgsm_tsv(path: Path, lang: str) -> list[MgsmItem]:
     """Read one TSV; a malformed row raises a DataError naming file and line."""
     if not path.is_file():
         raise DataError(f"MGSM file not found: {path}")
+    try:
+        raw_bytes = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror}") from None
     items = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            line = line.rstrip("\n").rstrip("\r")
-            if not line.strip():
-                continue
-            fields = line.split("\t")
-            if len(fields) != 2 or not fields[0].strip():
-                raise DataError(
-                    f"{path}:{lineno}: expected 'question<TAB>answer' (2 fields), found {len(fields)} field(s)"
-                )
-            question, raw = fields
-            try:
-                gold = parse_gold(raw)
-            except ValueError:
-                raise DataError(f"{path}:{lineno}: answer {raw!r} is not a number") from None
-            items.append(MgsmItem(f"mgsm/{lang}/{len(items)}", lang, question.strip(), gold, raw.strip()))
+    # utf-8-sig: a byte-order mark (files re-saved on Windows) must not become part of the
+    # first question.
+    for lineno, raw_line in enumerate(raw_bytes.splitlines(), start=1):
+        try:
+            line = raw_line.decode("utf-8-sig" if lineno == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path}:{lineno}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) != 2 or not fields[0].strip():
+            raise DataError(
+                f"{path}:{lineno}: expected 'question<TAB>answer' (2 fields), found {len(fields)} field(s)"
+            )
+        question, raw = fields
+        try:
+            gold = parse_gold(raw)
+        except ValueError:
+            raise DataError(f"{path}:{lineno}: answer {raw!r} is not a number") from None
+        items.append(MgsmItem(f"mgsm/{lang}/{len(items)}", lang, question.strip(), gold, raw.strip()))
     if not items:
         raise DataError(f"{path}: no rows")
     return items
@@ -113,6 +121,8 @@ def load_exemplars(path: Path) -> dict[str, list[Exemplar]]:
         raise DataError(f"MGSM exemplars file not found: {path}")
     try:
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except SyntaxError as exc:
         raise DataError(f"{path}:{exc.lineno}: cannot parse: {exc.msg}") from None
     literals: dict[str, object] = {}
@@ -128,12 +138,29 @@ def load_exemplars(path: Path) -> dict[str, list[Exemplar]]:
     numbers = literals.get("EXEMPLAR_NUMBER_ANSWERS")
     if not isinstance(raw, dict) or not isinstance(numbers, list):
         raise DataError(f"{path}: MGSM_EXEMPLARS or EXEMPLAR_NUMBER_ANSWERS not found")
+    if not all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in numbers):
+        raise DataError(f"{path}: EXEMPLAR_NUMBER_ANSWERS must be a list of numbers")
     out: dict[str, list[Exemplar]] = {}
     for lang, by_index in raw.items():
-        keys = sorted(by_index, key=int)
-        if len(keys) != len(numbers):
-            raise DataError(f"{path}: language {lang!r} has {len(keys)} exemplars, expected {len(numbers)}")
-        out[lang] = [
-            Exemplar(by_index[k]["q"], by_index[k]["a"], float(n)) for k, n in zip(keys, numbers)
-        ]
+        out[str(lang)] = _language_exemplars(path, str(lang), by_index, numbers)
     return out
+
+
+def _language_exemplars(path: Path, lang: str, by_index: object, numbers: list) -> list[Exemplar]:
+    """One language's ``{"1": {"q": ..., "a": ...}, ...}`` checked, in index order."""
+    where = f"{path}: MGSM_EXEMPLARS[{lang!r}]"
+    if not isinstance(by_index, dict):
+        raise DataError(f"{where} must map exemplar numbers to {{'q': ..., 'a': ...}}")
+    try:
+        keys = sorted(by_index, key=int)
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: exemplar keys must be numbers ('1', '2', ...)") from None
+    if len(keys) != len(numbers):
+        raise DataError(f"{where}: {len(keys)} exemplars, expected {len(numbers)}")
+    shots = []
+    for key, number in zip(keys, numbers):
+        entry = by_index[key]
+        if not isinstance(entry, dict) or not isinstance(entry.get("q"), str) or not isinstance(entry.get("a"), str):
+            raise DataError(f"{where}[{key!r}]: needs string fields 'q' and 'a'")
+        shots.append(Exemplar(entry["q"], entry["a"], float(number)))
+    return shots

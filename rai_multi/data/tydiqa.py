@@ -42,29 +42,47 @@ def lang_of_id(qid: str) -> str | None:
 def read_squad_json(path: Path) -> list[QAItem]:
     """Every question of a SQuAD 1.1-layout file; malformed input names file and place."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg})") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
         raise DataError(f"{path}: expected the SQuAD layout {{'data': [...]}}")
     items: list[QAItem] = []
+    seen: set[str] = set()
     for a, article in enumerate(doc["data"]):
-        for p, para in enumerate(article.get("paragraphs", [])):
+        paragraphs = article.get("paragraphs") if isinstance(article, dict) else None
+        if not isinstance(paragraphs, list):
+            raise DataError(f"{path}: data[{a}]: needs a 'paragraphs' list")
+        title = article.get("title", "")
+        for p, para in enumerate(paragraphs):
             where = f"{path}: data[{a}].paragraphs[{p}]"
-            if "context" not in para or "qas" not in para:
-                raise DataError(f"{where}: needs 'context' and 'qas'")
+            if not isinstance(para, dict) or not isinstance(para.get("context"), str) or not isinstance(para.get("qas"), list):
+                raise DataError(f"{where}: needs a 'context' string and a 'qas' list")
             for q, qa in enumerate(para["qas"]):
-                try:
-                    qid, question = str(qa["id"]), qa["question"]
-                    answers = tuple(ans["text"] for ans in qa["answers"])
-                except (KeyError, TypeError):
-                    raise DataError(f"{where}.qas[{q}]: needs 'id', 'question' and 'answers[].text'") from None
-                if not answers:
-                    raise DataError(f"{where}.qas[{q}] ({qid}): no gold answer")
-                items.append(QAItem(qid, lang_of_id(qid) or "", article.get("title", ""), para["context"], question, answers))
+                item = _question(qa, f"{where}.qas[{q}]", str(title), para["context"])
+                if item.id in seen:
+                    raise DataError(f"{where}.qas[{q}]: duplicate question id {item.id!r}")
+                seen.add(item.id)
+                items.append(item)
     return items
+
+
+def _question(qa: object, where: str, title: str, context: str) -> QAItem:
+    """One ``qas`` entry, checked: string id and question, at least one string answer."""
+    try:
+        qid, question = str(qa["id"]), qa["question"]  # type: ignore[index]
+        answers = tuple(ans["text"] for ans in qa["answers"])  # type: ignore[index]
+    except (KeyError, TypeError):
+        raise DataError(f"{where}: needs 'id', 'question' and 'answers[].text'") from None
+    if not isinstance(question, str) or not all(isinstance(t, str) for t in answers):
+        raise DataError(f"{where} ({qid}): 'question' and every 'answers[].text' must be strings")
+    if not answers:
+        raise DataError(f"{where} ({qid}): no gold answer")
+    return QAItem(qid, lang_of_id(qid) or "", title, context, question, answers)
 
 
 def find_file(data_dir: Path, split: str, lang: str) -> tuple[Path, bool] | None:

@@ -8,13 +8,17 @@ Rules (each one answers a known bug of other harnesses):
   number of that sentence wins ("The answer is 2 * 2 = 4." -> 4), else the last number in
   the text;
 - thousands groups may be separated by ``,`` ``.`` or a normal, thin, narrow or no-break
-  space, and a grouped number is read as ONE number (never "000");
+  space (and, between groups only, the full-width comma ``，`` of Chinese/Japanese text),
+  and a grouped number is read as ONE number (never "000"); Indian (lakh) grouping as
+  Bengali and Telugu write it (``1,00,000``) is one number too;
 - a single separator followed by exactly three digits is read as thousands grouping in every
   language: MGSM answers are counts and amounts, model outputs use both native ("80.000")
   and English ("2,125") grouping, and three-decimal answers do not occur; any other
   single separator (``12,5``, ``12.50``) is a decimal point; with two kinds, the last is the
   decimal point;
-- numbers are compared as numbers (``12.50 == 12.5``), never as strings.
+- numbers are compared as numbers (``12.50 == 12.5``), never as strings;
+- the phrase is found case-insensitively on the text itself (a regex, not ``casefold``,
+  which turns German "ß" into "ss" and would shift every position after it).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ NONE = "none"
 _MINUS = "-\u2212"
 _SENTENCE_END = re.compile(r"[.。।!?！？](?!\d)|\n")
 _SPACES = " \u2009\u202f\u00a0"
+_FULLWIDTH_COMMA = "\uff0c"  # grouping only: as a decimal mark it would read "3，5" (a list) as 3.5
 
 
 def normalize_digits(text: str) -> str:
@@ -53,12 +58,13 @@ def _number_pattern(separators: str) -> re.Pattern[str]:
     """Grouped numbers first (same separator repeated, 3-digit groups), then plain ones."""
     sep = "[" + re.escape(separators) + "]"
     grouped = rf"\d{{1,3}}(?:(?P<sep>{sep})\d{{3}})(?:(?P=sep)\d{{3}})*(?:[.,]\d+)?"
+    lakh = r"\d{1,2}(?:,\d{2})+,\d{3}(?:\.\d+)?"
     plain = r"\d+(?:[.,]\d+)?"
-    return re.compile(rf"(?P<sign>(?<![\w)\]])[{_MINUS}])?(?P<num>{grouped}|{plain})(?!\d)")
+    return re.compile(rf"(?P<sign>(?<![\w)\]])[{_MINUS}])?(?P<num>{lakh}|{grouped}|{plain})(?!\d)")
 
 
 def _separators(lang: LanguageConfig | None) -> str:
-    chars = set(",." + _SPACES)
+    chars = set(",." + _SPACES + _FULLWIDTH_COMMA)
     if lang is not None:
         chars.update(lang.thousands_separators)
     return "".join(sorted(chars))
@@ -81,8 +87,10 @@ def parse_number_token(token: str) -> float | None:
         whole_digits = re.sub(r"[^\d]", "", whole)
         return float(f"{whole_digits}.{frac}")
     sep = kinds[0]
-    if len(seps) > 1:  # repeated separator: thousands grouping
+    if len(seps) > 1:  # repeated separator: thousands (or lakh) grouping
         if all(len(g) == 3 for g in groups[1:]) and len(groups[0]) <= 3:
+            return float("".join(groups))
+        if sep == "," and len(groups[-1]) == 3 and all(len(g) == 2 for g in groups[1:-1]) and len(groups[0]) <= 2:
             return float("".join(groups))
         return None
     head, tail = groups
@@ -114,12 +122,13 @@ class Extraction:
 
 
 def _phrase_positions(text: str, prefix: str) -> int:
-    """End index of the last occurrence of ``prefix`` (case-insensitive), or -1."""
+    """End index in ``text`` of the last occurrence of ``prefix`` (case-insensitive), or -1."""
     if not prefix:
         return -1
-    folded_text = text.casefold()
-    pos = folded_text.rfind(prefix.casefold())
-    return -1 if pos == -1 else pos + len(prefix)
+    last = None
+    for last in re.finditer(re.escape(prefix), text, flags=re.IGNORECASE):
+        pass
+    return -1 if last is None else last.end()
 
 
 def extract_answer(

@@ -27,7 +27,7 @@ from rai_multi.data.mgsm import (
     load_mgsm_tsv,
     tsv_path,
 )
-from rai_multi.errors import ConfigError
+from rai_multi.errors import ConfigError, DataError
 from rai_multi.languages import MGSM_LANGS, LanguageConfig, get_language
 from rai_multi.records import GenerationRequest, Metric, Response, Sample
 from rai_multi.scoring.numbers import extract_answer, numbers_equal
@@ -114,6 +114,12 @@ class MgsmTask:
                 self._exemplars = load_exemplars_hub(needed)
             else:
                 self._exemplars = load_exemplars(exemplars_path(self.data_dir))
+            if self.prompting != "zero_shot_cot":
+                needed = {"en"} if self.prompting == "en_cot" else set(self.langs)
+                missing = sorted(needed - set(self._exemplars))
+                if missing:
+                    where = exemplars_path(self.data_dir) if self.data_dir else f"hub:{HUB_DATASET}"
+                    raise DataError(f"{where}: no exemplars for {', '.join(missing)}")
         return self._exemplars
 
     def prompt(self, lang: LanguageConfig, question: str) -> str:

@@ -3,7 +3,7 @@ the 8 non-English languages (slice ``all_excl_en``).
 
 One-shot exemplar: drawn with the run seed from the train split of the same language when
 there is one (GoldP train ships for en, ko, sw here), else from dev with the evaluated item
-excluded; which one is recorded per sample. Exemplars are drawn among passages of at most
+(and any question on the same passage) excluded; which one is recorded per sample. Exemplars are drawn among passages of at most
 1,500 characters, so the one shot does not crowd the evaluated passage out of the window.
 Prompts longer than the model's window are cut at the end of the evaluated passage (its
 start, the question and the answer cue are kept whole); the count lands in metrics.json.
@@ -84,8 +84,10 @@ class TydiqaTask:
     # ---------------------------------------------------------------- prompts
     def _exemplar(self, lang: str, item: QAItem, pool: list[QAItem], source: str) -> QAItem:
         rng = random.Random(self.seed + zlib.crc32(f"{lang}|{item.id}".encode()))
-        candidates = [x for x in pool if x.id != item.id and len(x.context) <= EXEMPLAR_MAX_CHARS]
-        candidates = candidates or [x for x in pool if x.id != item.id]
+        # Never the evaluated question, nor another question on its passage (the shot would
+        # hand the model the passage it is about to be asked about, with an answer span).
+        others = [x for x in pool if x.id != item.id and x.context != item.context]
+        candidates = [x for x in others if len(x.context) <= EXEMPLAR_MAX_CHARS] or others
         if not candidates:
             raise ConfigError(f"no exemplar available for {lang} ({source} has only the evaluated item)")
         return rng.choice(candidates)
@@ -116,7 +118,9 @@ class TydiqaTask:
             dev, _ = load_tydiqa(self.data_dir, code, "dev")
             items = dev[: self.limit]
             pool, source = dev, "dev"
-            if self.shots and self.data_dir is not None and find_file(self.data_dir, "train", code):
+            # The hub's secondary_task has a train split for every GoldP language.
+            has_train = self.data_dir is None or find_file(self.data_dir, "train", code) is not None
+            if self.shots and has_train:
                 pool, source = load_tydiqa(self.data_dir, code, "train")[0], "train"
             for item in items:
                 exemplar = self._exemplar(code, item, pool, source) if self.shots else None
