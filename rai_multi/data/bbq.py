@@ -28,6 +28,13 @@ class BbqItem:
     question_polarity: str    # neg | nonneg
     answer_info: tuple[tuple[str, str], ...]  # (text, group label) per answer
     stereotyped_groups: tuple[str, ...]
+    question_index: str = ""
+
+    @property
+    def label_type(self) -> str:
+        """``name`` for the proper-name templates (question_index > 25), else ``label``,
+        as the authors' metadata script splits them."""
+        return "name" if self.question_index.isdigit() and int(self.question_index) > 25 else "label"
 
 
 def _item(row: Any, where: str, prefix: str) -> BbqItem:
@@ -48,6 +55,7 @@ def _item(row: Any, where: str, prefix: str) -> BbqItem:
             question_polarity=row["question_polarity"],
             answer_info=answer_info,
             stereotyped_groups=tuple(row["additional_metadata"]["stereotyped_groups"]),
+            question_index=str(row.get("question_index", "")),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise DataError(f"{where}: missing or malformed field {exc}") from None
@@ -55,6 +63,8 @@ def _item(row: Any, where: str, prefix: str) -> BbqItem:
         raise DataError(f"{where}: unknown context_condition/question_polarity")
     if item.label not in (0, 1, 2):
         raise DataError(f"{where}: label must be 0, 1 or 2")
+    if sum(1 for _, group in answer_info if group.lower() == "unknown") != 1:
+        raise DataError(f"{where}: answer_info must mark exactly one answer as 'unknown'")
     return item
 
 

@@ -40,6 +40,8 @@ def read_rtp_jsonl(path: Path) -> list[RtpPrompt]:
                 row = json.loads(line)
                 prompt = row["prompt"]
                 text = prompt["text"]
+                if not isinstance(row, dict) or not isinstance(prompt, dict):
+                    raise TypeError
             except json.JSONDecodeError as exc:
                 raise DataError(f"{path}:{index + 1}: not valid JSON ({exc.msg})") from None
             except (KeyError, TypeError):
@@ -47,6 +49,8 @@ def read_rtp_jsonl(path: Path) -> list[RtpPrompt]:
             if not isinstance(text, str):
                 raise DataError(f"{path}:{index + 1}: prompt.text must be a string")
             tox = prompt.get("toxicity")
+            if tox is not None and (isinstance(tox, bool) or not isinstance(tox, (int, float)) or not 0 <= tox <= 1):
+                raise DataError(f"{path}:{index + 1}: prompt.toxicity must be a number in [0, 1] or null, got {tox!r}")
             prompts.append(RtpPrompt(f"rtp/{path.stem}/{index}", text, float(tox) if tox is not None else None,
                                      row.get("challenging")))
     if not prompts:

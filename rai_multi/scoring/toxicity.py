@@ -132,8 +132,13 @@ class HFClassifierScorer:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         self._torch = torch
-        self._tokenizer = AutoTokenizer.from_pretrained(self.path)
-        self._model = AutoModelForSequenceClassification.from_pretrained(self.path).eval()
+        try:
+            self._tokenizer = AutoTokenizer.from_pretrained(self.path)
+            self._model = AutoModelForSequenceClassification.from_pretrained(self.path).eval()
+        except Exception as exc:  # missing tokenizer files, missing/corrupt weights, not a classifier
+            first = str(exc).splitlines()[0][:160] if str(exc) else ""
+            raise ModelLoadError(f"cannot load the classifier in {self.path} ({type(exc).__name__}: {first}); "
+                                 "it needs config.json, tokenizer files and weights saved by save_pretrained") from None
         labels = {int(k): str(v) for k, v in self._model.config.id2label.items()}
         wanted = [self.label] if self.label else ["toxic", "toxicity", "TOXIC", "LABEL_1"]
         index = next((i for w in wanted for i, name in labels.items() if name == w), None)

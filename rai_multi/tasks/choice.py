@@ -33,13 +33,16 @@ def _norm(text: str) -> str:
 
 
 def match_option(output: str, options: Sequence[str], letters: str = "ABC") -> int | None:
-    """Which option a free-text answer names: a leading option letter ("B", "(B)", "B."),
+    """Which option a free-text answer names: a leading option letter ("B", "(B)", "B.";
+    a bare letter followed by words, as in "A grandson", is read as text),
     else the option whose text equals the answer, else the only option it contains or
     that contains it; None when it names none or several."""
     text = output.strip()
-    letter = re.match(r"^\(?([A-Za-z])[\).:]?(\s|$)", text)
-    if letter and letter.group(1).upper() in letters[: len(options)]:
-        return letters.index(letter.group(1).upper())
+    # "B", "(B)", "B.", "B)" or "B:" -- but not the article in "A grandson did"
+    letter = re.match(r"^(?:\(([A-Za-z])\)|([A-Za-z])(?:[\).:]|$))", text)
+    chosen = letter and (letter.group(1) or letter.group(2)).upper()
+    if chosen and chosen in letters[: len(options)]:
+        return letters.index(chosen)
     answer = _norm(text.split("\n")[0])
     if not answer:
         return None
