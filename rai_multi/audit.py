@@ -20,7 +20,7 @@ from rai_multi.cli.common import prompt_budget
 from rai_multi.data.tydiqa import GOLDP_LANGS
 from rai_multi.demo_models import resolve_demo_model
 from rai_multi.errors import ConfigError
-from rai_multi.gate import GateResult, evaluate_policy
+from rai_multi.gate import GateResult, evaluate_policy, parse_policy
 from rai_multi.languages import MGSM_LANGS, resolve_languages
 from rai_multi.models.base import ModelAdapter
 from rai_multi.models.loading import load_model
@@ -28,7 +28,7 @@ from rai_multi.paths import data_dir as resolve_data_dir
 from rai_multi.report.build import ReportPaths, build_report
 from rai_multi.runner import RunOptions, evaluate
 from rai_multi.scoring.toxicity import ToxicityScorer, load_scorer
-from rai_multi.suite import Suite, TaskSpec
+from rai_multi.suite import Suite
 from rai_multi.tasks.identity_toxicity import IdentityToxicityTask
 from rai_multi.tasks.mgsm import MgsmTask
 from rai_multi.tasks.toxicity import DEFAULT_FILES, ToxicityTask
@@ -123,15 +123,17 @@ def run_audit(
         raise ConfigError(f"{baseline!r} is the baseline; it cannot also be a candidate")
     for name in chosen:
         suite.model(name)
+    if suite.policy:
+        parse_policy(suite.policy)  # a broken policy fails now, not after every model has run
     root = resolve_data_dir(data_dir, required=False)
     notes = list(suite.notes)
     if root is None:
         from rai_multi.samples import write_sample_data
 
         root = write_sample_data()
-        notes.insert(0, "SAMPLE DATA: RAI_MULTI_DATA was not set, so this audit ran on the small sample files "
-                        "rai-multi writes itself (a few invented items per task in the upstream formats). "
-                        "These numbers are NOT benchmark scores.")
+        from rai_multi.report.build import SAMPLE_NOTE
+
+        notes.insert(0, SAMPLE_NOTE.format(what="RAI_MULTI_DATA was not set, so this audit"))
         echo(f"no RAI_MULTI_DATA: using sample data in {root} (not benchmark scores)")
     scorer_cfg = suite.scorer
     scorer = load_scorer(scorer_cfg.get("name", "profanity-check"),

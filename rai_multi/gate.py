@@ -23,7 +23,9 @@ from typing import Any, Sequence
 
 from rai_multi.errors import ConfigError
 from rai_multi.report.compare import paired_delta
-from rai_multi.report.runs import HEADLINE, REFERENCE_VALUE, Run, group_runs, higher_is_better, load_runs
+from rai_multi.report.runs import (
+    HEADLINE, REFERENCE_VALUE, Run, comparability_issues, group_runs, higher_is_better, load_runs,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -108,32 +110,51 @@ def parse_policy(path: Path) -> list[Rule]:
     raw_rules = doc.get("rule")
     if not isinstance(raw_rules, list) or not raw_rules:
         raise ConfigError(f"{path}: no [[rule]] tables")
-    lines = [i + 1 for i, line in enumerate(text.splitlines()) if re.match(r"^\s*\[\[\s*rule\s*\]\]", line)]
+    text_lines = text.splitlines()
+    lines = [i + 1 for i, line in enumerate(text_lines) if re.match(r"^\s*\[\[\s*rule\s*\]\]", line)]
+
+    def key_line(k: int, key: str) -> int:
+        """Line of ``key = ...`` inside rule k's table (the table's header line if absent)."""
+        start = lines[k] if k < len(lines) else 0
+        end = lines[k + 1] - 1 if k + 1 < len(lines) else len(text_lines)
+        pattern = re.compile(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=")
+        return next((i for i in range(start + 1, end + 1) if pattern.match(text_lines[i - 1])), start)
+
     rules = []
     for k, raw in enumerate(raw_rules):
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: 'rule' must be an array of [[rule]] tables")
         line = lines[k] if k < len(lines) else 0
-        where = f"{path}:{line}: rule {k + 1}"
+
+        def at(key: str | None = None) -> str:
+            return f"{path}:{key_line(k, key) if key else line}: rule {k + 1}"
+
+        where = at()
         unknown = set(raw) - ALLOWED_KEYS
         if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(ALLOWED_KEYS))}")
+            first = sorted(unknown, key=lambda u: key_line(k, u))[0]
+            raise ConfigError(f"{at(first)}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(ALLOWED_KEYS))}")
         for key in ("task", "metric", "slice"):
             if not isinstance(raw.get(key), str) or not raw[key]:
-                raise ConfigError(f"{where}: '{key}' (a string) is required")
+                raise ConfigError(f"{at(key) if key in raw else where}: '{key}' (a string) is required")
         kinds = [kind for kind in KINDS if kind in raw]
         if len(kinds) != 1:
-            raise ConfigError(f"{where}: exactly one of {', '.join(KINDS)} is required, found {len(kinds)}")
+            raise ConfigError(f"{at(kinds[1]) if len(kinds) > 1 else where}: exactly one of {', '.join(KINDS)} is "
+                              f"required, found {len(kinds)}{' (' + ', '.join(kinds) + ')' if kinds else ''}")
         threshold = raw[kinds[0]]
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-            raise ConfigError(f"{where}: '{kinds[0]}' must be a number")
+            raise ConfigError(f"{at(kinds[0])}: '{kinds[0]}' must be a number")
         if kinds[0] in ("max_regression", "non_inferiority_margin") and threshold < 0:
-            raise ConfigError(f"{where}: '{kinds[0]}' must be >= 0")
+            raise ConfigError(f"{at(kinds[0])}: '{kinds[0]}' must be >= 0")
         severity = raw.get("severity", "error")
         if severity not in ("error", "warn"):
-            raise ConfigError(f"{where}: severity must be 'error' or 'warn'")
+            raise ConfigError(f"{at('severity')}: severity must be 'error' or 'warn'")
         direction = raw.get("direction")
         if direction not in (None, "higher", "lower"):
-            raise ConfigError(f"{where}: direction must be 'higher' or 'lower'")
+            raise ConfigError(f"{at('direction')}: direction must be 'higher' or 'lower'")
         higher = higher_is_better(raw["metric"]) if direction is None else direction == "higher"
+        if "name" in raw and not isinstance(raw["name"], str):
+            raise ConfigError(f"{at('name')}: 'name' must be a string")
         name = raw.get("name") or f"{raw['task']}.{raw['metric']}[{raw['slice']}] {kinds[0]} {threshold}"
         rules.append(Rule(k + 1, line, raw["task"], raw["metric"], raw["slice"], severity, kinds[0], float(threshold),
                           name, higher))
@@ -155,14 +176,19 @@ def _check(rule: Rule, cand: Run, base: Run | None, slice_name: str, seed: int) 
     if m is None:
         return result(None, False, f"metric {rule.metric} [{slice_name}] missing from {cand.model}'s run")
     value = m["value"]
+    if value is None or value != value:
+        return result(None, False, f"metric {rule.metric} [{slice_name}] has no value in {cand.model}'s run")
     if rule.kind == "min":
         return result(value, value >= rule.threshold, f"{value:.4f} {'>=' if value >= rule.threshold else '<'} min {rule.threshold}")
     if rule.kind == "max":
         return result(value, value <= rule.threshold, f"{value:.4f} {'<=' if value <= rule.threshold else '>'} max {rule.threshold}")
     assert base is not None
     bm = base.metric(rule.metric, slice_name)
-    if bm is None:
+    if bm is None or bm["value"] is None or bm["value"] != bm["value"]:
         return result(value, False, f"metric {rule.metric} [{slice_name}] missing from the baseline {base.model}'s run")
+    issues = comparability_issues(base, cand)
+    if issues:
+        return result(value, False, f"not comparable with the baseline {base.model}: {'; '.join(issues)}")
     sign = 1.0 if rule.higher_is_better else -1.0
     if rule.metric in REFERENCE_VALUE and rule.kind == "max_regression":
         ref = REFERENCE_VALUE[rule.metric]
@@ -174,11 +200,12 @@ def _check(rule: Rule, cand: Run, base: Run | None, slice_name: str, seed: int) 
         return result(value, oriented >= -rule.threshold - 1e-12,
                       f"change vs {base.model} {oriented:+.4f} (better is +; allowed regression {rule.threshold})")
     headline = HEADLINE.get(rule.task)
-    if not headline or headline.metric != rule.metric or not headline.field:
-        return result(value, False, f"no per-item pairing for {rule.task}.{rule.metric}: non-inferiority cannot be tested; use max_regression")
-    paired = paired_delta(base, cand, headline.field, slice_name, rule.metric, seed, headline.only)
-    if paired is None:
-        return result(value, False, "no shared items between candidate and baseline")
+    if not headline or headline.metric != rule.metric or not headline.pairs(slice_name):
+        return result(value, False, f"no per-item pairing for {rule.task}.{rule.metric} [{slice_name}]: "
+                                    "non-inferiority cannot be tested; use max_regression")
+    paired = paired_delta(base, cand, headline.field, slice_name, rule.metric, seed, headline.only, headline.statistic)
+    if paired is None or paired["ci"] is None:
+        return result(value, False, "no shared items between candidate and baseline (or no interval)")
     lo, hi = sorted((sign * paired["ci"][0], sign * paired["ci"][1]))
     return result(value, lo > -rule.threshold,
                   f"lower 95% bound of the oriented delta {lo:+.4f} vs margin -{rule.threshold} (n={paired['n']})")

@@ -110,6 +110,16 @@ def test_suite_validation(tmp_path, tiny_seq2seq, tiny_causal):
             load_suite(bad)
 
 
+def test_broken_policy_fails_before_any_model_runs(tmp_path, tiny_seq2seq, tiny_causal):
+    from rai_multi.audit import run_audit
+
+    suite = _suite(tmp_path, tiny_seq2seq, tiny_causal)
+    (tmp_path / "policy.toml").write_text(POLICY + "\n[[rule]]\ntask = \"mgsm\"\nmetric = \"accuracy\"\nslice = \"all\"\nminimum = 1\n")
+    with pytest.raises(ConfigError, match=r"policy.toml:\d+: rule 3: unknown key\(s\) minimum"):
+        run_audit(load_suite(suite), out=tmp_path / "runs", report=tmp_path / "a.html")
+    assert not (tmp_path / "runs").exists()
+
+
 def test_sample_data_is_marked(tmp_path):
     root = write_sample_data(tmp_path / "samples")
     assert (root / MARKER).is_file()
@@ -130,8 +140,10 @@ def test_audit_end_to_end_cache_and_kill_resume(tmp_path, tiny_seq2seq, tiny_cau
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    assert proc.returncode == -signal.SIGKILL  # killed half way, not finished
     finished = sorted(p.parent for p in out.rglob("manifest.json") if RunDir(p.parent).is_complete())
-    assert len(finished) >= 3
+    assert 3 <= len(finished) < 2 * 8
+    assert not report.exists()
     # 2. run again: finishes, nothing finished before is generated again
     done = subprocess.run(argv, env=_env(tmp_path), capture_output=True, text=True, timeout=600)
     assert done.returncode in (0, 1), done.stdout + done.stderr
@@ -142,7 +154,14 @@ def test_audit_end_to_end_cache_and_kill_resume(tmp_path, tiny_seq2seq, tiny_cau
     assert len(runs) == 2 * 8 and all(RunDir(r).is_complete() for r in runs)  # 8 task runs per model
     html = report.read_text(encoding="utf-8")
     assert "SAMPLE DATA" in html and "NOT benchmark scores" in html
+    assert "NOT benchmark scores" in report.with_suffix(".md").read_text(encoding="utf-8")
     doc = json.loads(report.with_suffix(".json").read_text())
+    assert doc["sample_data"] is True
+    # a later `rai-multi report` on the same runs still says they are sample data
+    later = subprocess.run([sys.executable, "-m", "rai_multi.cli.main", "report", str(out), "--baseline", "base",
+                            "-o", str(tmp_path / "later.html")], env=_env(tmp_path), capture_output=True, text=True)
+    assert later.returncode == 0, later.stderr
+    assert "NOT benchmark scores" in (tmp_path / "later.html").read_text(encoding="utf-8")
     assert doc["gate"]["verdict"] == "pass"
     assert {d["task"] for d in doc["summary"]} >= {"mgsm", "tydiqa", "bbq", "winogender", "toxicity"}
     # 3. a third run is served entirely from the cache

@@ -78,6 +78,24 @@ def _diagnostics(runs: Sequence[Run]) -> list[dict[str, Any]]:
     return rows
 
 
+SAMPLE_NOTE = ("SAMPLE DATA: {what} ran on the small sample files rai-multi writes itself (a few invented items per "
+               "task in the upstream formats), not on the benchmarks. These numbers are NOT benchmark scores.")
+
+
+def sample_data_runs(runs: Sequence[Run]) -> list[Run]:
+    """Runs whose data files come from rai-multi's sample data (a folder holding its marker)."""
+    from rai_multi.samples import MARKER
+
+    found = []
+    for run in runs:
+        for name in run.manifest.get("data_files", {}):
+            path = Path(name)
+            if "sample-data" in path.parts or any((parent / MARKER).is_file() for parent in list(path.parents)[:3]):
+                found.append(run)
+                break
+    return found
+
+
 def _provenance(runs: Sequence[Run]) -> list[dict[str, Any]]:
     out = []
     for run in runs:
@@ -135,22 +153,27 @@ def _detail_tables(comparison: Comparison, runs: Sequence[Run]) -> list[dict[str
     tables = []
     for (task, setting), by_model in sorted(comparison.groups.items()):
         models = sorted(by_model, key=lambda m: (m != comparison.baseline, m))
+        candidates = [m for m in models if m != comparison.baseline] if comparison.baseline in by_model else []
         metric_slices = list(dict.fromkeys((m["name"], m["slice"]) for r in by_model.values() for m in r.metrics))
         rows = []
         for name, slice_name in metric_slices:
             if slice_name.startswith("joshi="):
                 continue
-            cells = []
+            cells, raw = [], {}
             for model in models:
                 m = by_model[model].metric(name, slice_name)
                 cells.append({"value": _fmt(m["value"]) if m else "–", "ci": _ci(m["ci"]) if m else "", "n": m["n"] if m else ""})
-            deltas = [d for d in comparison.details if d.task == task and d.setting == setting and d.metric == name
-                      and d.slice == slice_name]
-            rows.append({"metric": name, "slice": slice_name, "cells": cells,
-                         "deltas": [{"candidate": d.candidate, "delta": _fmt(d.delta), "ci": _ci(d.delta_ci)} for d in deltas]})
+                raw[model] = {"value": m["value"], "ci": m["ci"], "n": m["n"]} if m else None
+            found = {d.candidate: d for d in comparison.details if d.task == task and d.setting == setting
+                     and d.metric == name and d.slice == slice_name}
+            # one delta cell per candidate, in header order, even where a run lacks the metric
+            deltas = [{"candidate": c, "delta": _fmt(found[c].delta) if c in found else "–",
+                       "ci": _ci(found[c].delta_ci) if c in found else ""} for c in candidates]
+            rows.append({"metric": name, "slice": slice_name, "cells": cells, "deltas": deltas, "raw": raw,
+                         "raw_deltas": {c: found[c].delta for c in candidates if c in found}})
         scorer = next((r.scorer for r in by_model.values() if r.scorer), None)
-        tables.append({"task": task, "setting": setting, "models": models, "rows": rows, "scorer": scorer,
-                       "rai": task in RAI_TASKS})
+        tables.append({"task": task, "setting": setting, "models": models, "candidates": candidates, "rows": rows,
+                       "scorer": scorer, "rai": task in RAI_TASKS, "headline": HEADLINE[task].metric if task in HEADLINE else None})
     return tables
 
 
@@ -171,6 +194,11 @@ def build_report(
     """Compare all runs against ``baseline`` and write HTML, JSON and Markdown."""
     runs = load_runs(run_paths)
     comparison = compare_runs(runs, baseline, seed)
+    notes = list(notes)
+    samples = sample_data_runs(runs)
+    if samples and not any(n.startswith("SAMPLE DATA") for n in notes):
+        what = "every run" if len(samples) == len(runs) else ", ".join(f"{r.model}/{r.task}" for r in samples)
+        notes.insert(0, SAMPLE_NOTE.format(what=what))
     out_html = Path(out_html)
     gate = policy_result.to_json() if policy_result is not None else None
     summary = [_delta_view(d) for d in comparison.summary]
@@ -198,9 +226,14 @@ def build_report(
     json_path = out_html.with_suffix(".json")
     atomic_write_json(json_path, {
         "baseline": baseline, "candidates": comparison.candidates, "flags": comparison.flags,
+        "sample_data": bool(samples),
         "summary": [d.to_json() for d in comparison.summary],
         "details": [d.to_json() for d in comparison.details],
         "gate": gate, "notes": list(notes),
+        "tables": [{"task": t["task"], "setting": t["setting"], "models": t["models"], "scorer": t["scorer"],
+                    "rows": [{"metric": r["metric"], "slice": r["slice"], "values": r["raw"], "deltas": r["raw_deltas"]}
+                             for r in t["rows"]]} for t in context["tables"]],
+        "diagnostics": context["diagnostics"],
     })
     md_path = out_html.with_suffix(".md")
     atomic_write_text(md_path, render_markdown(context))
@@ -223,5 +256,21 @@ def render_markdown(ctx: dict[str, Any]) -> str:
                      f"{d['baseline_value_s']} | {d['candidate_value_s']} | {d['delta_s']} | {d['ci_s']} | {d['p_s']} | "
                      f"{d['significant']} |")
     if ctx["flags"]:
-        lines += ["", "Flags:"] + [f"- {f}" for f in ctx["flags"]]
+        lines += ["", "Flags (not comparable as is):"] + [f"- {f}" for f in ctx["flags"]]
+    lines += ["", "## Headline metric by slice (languages, tiers, categories)"]
+    for t in ctx["tables"]:
+        rows = [r for r in t["rows"] if r["metric"] == t["headline"]]
+        if not rows:
+            continue
+        head = [f"{m} (95% CI, n)" for m in t["models"]] + [f"delta {c}" for c in t["candidates"]]
+        lines += ["", f"### {t['task']}/{t['setting']}: {t['headline']}" + (f" (scorer: {t['scorer']})" if t["scorer"] else ""),
+                  "", "| slice | " + " | ".join(head) + " |", "|---|" + "---|" * len(head)]
+        for r in rows:
+            cells = [f"{c['value']} {c['ci']} n={c['n']}" if c["value"] != "–" else "–" for c in r["cells"]]
+            cells += [f"{d['delta']} {d['ci']}".strip() for d in r["deltas"]]
+            lines.append(f"| {r['slice']} | " + " | ".join(cells) + " |")
+    if ctx["diagnostics"]:
+        lines += ["", "## Diagnostics", "", "| task | model | metric | slice | value | n |", "|---|---|---|---|---|---|"]
+        lines += [f"| {d['task']} | {d['model']} | {d['metric']} | {d['slice']} | {d['value']:.3f} | {d['n']} |"
+                  for d in ctx["diagnostics"]]
     return "\n".join(lines) + "\n"

@@ -17,7 +17,9 @@ import numpy as np
 from rai_multi.aggregate import slice_seed
 from rai_multi.languages import all_languages
 from rai_multi.report.runs import HEADLINE, REFERENCE_VALUE, Run, comparability_issues, group_runs, higher_is_better
-from rai_multi.stats import N_BOOTSTRAP, mcnemar
+from rai_multi.stats import (
+    CONFIDENCE, N_BOOTSTRAP, _percentiles, bootstrap_statistic_ci, mcnemar, paired_bootstrap_delta_ci,
+)
 
 MACRO_SLICES = ("all", "all_excl_en")
 
@@ -63,16 +65,37 @@ def _is_macro(run: Run, metric: str, slice_name: str) -> bool:
     return has_langs and (slice_name in MACRO_SLICES or slice_name.split("=")[0] in ("tier", "joshi"))
 
 
+def paired_macro_delta_ci(
+    groups: dict[str, tuple[np.ndarray, np.ndarray]], seed: int, n_boot: int = N_BOOTSTRAP,
+    confidence: float = CONFIDENCE,
+) -> tuple[float, tuple[float, float] | None]:
+    """Macro-averaged paired delta: the mean over languages of each language's mean
+    (candidate - baseline), with a stratified percentile bootstrap CI (pairs resampled
+    within each language, language means averaged), matching how the metric is averaged."""
+    diffs = [np.asarray(c, float) - np.asarray(b, float) for b, c in groups.values() if len(b)]
+    if not diffs:
+        return float("nan"), None
+    rng = np.random.default_rng(seed)
+    point = float(np.mean([d.mean() for d in diffs]))
+    boots = np.mean([d[rng.integers(0, len(d), size=(n_boot, len(d)))].mean(axis=1) for d in diffs], axis=0)
+    return point, _percentiles(boots, confidence)
+
+
 def paired_delta(
     base: Run, cand: Run, field_name: str, slice_name: str, metric: str, seed: int,
     only: tuple[str, str] | None = None,
+    statistic: str = "mean",
 ) -> dict[str, Any] | None:
-    """Paired delta (candidate - baseline) on ``field_name`` over shared ids in a slice."""
-    def values(run: Run) -> dict[str, tuple[str, float]]:
+    """Paired delta (candidate - baseline) on ``field_name`` over shared ids in a slice.
+
+    ``statistic="auc"``: the delta of ROC AUCs of the field against each row's ``label``,
+    with items resampled jointly for both models (no McNemar)."""
+    def values(run: Run) -> dict[str, tuple[str, float, Any]]:
         rows = rows_in_slice(run.samples(), slice_name)
         if only:
             rows = [r for r in rows if str(r.get(only[0])) == only[1]]
-        return {r["id"]: (r.get("lang", ""), float(r[field_name])) for r in rows if r.get(field_name) is not None}
+        return {r["id"]: (r.get("lang", ""), float(r[field_name]), r.get("label")) for r in rows
+                if r.get(field_name) is not None}
 
     a, b = values(base), values(cand)
     shared = sorted(set(a) & set(b))
@@ -80,23 +103,29 @@ def paired_delta(
         return None
     base_arr = np.array([a[i][1] for i in shared])
     cand_arr = np.array([b[i][1] for i in shared])
-    diff = cand_arr - base_arr
-    rng = np.random.default_rng(slice_seed(seed, f"paired|{metric}", slice_name))
+    pair_seed = slice_seed(seed, f"paired|{metric}", slice_name)
+    if statistic == "auc":
+        from rai_multi.scoring.classification import auc
+
+        labels = np.array([a[i][2] for i in shared])
+
+        def auc_delta(idx: np.ndarray) -> float:
+            return auc(labels[idx], cand_arr[idx]) - auc(labels[idx], base_arr[idx])
+
+        ci = bootstrap_statistic_ci(len(shared), auc_delta, pair_seed)
+        return {"delta": auc_delta(np.arange(len(shared))), "ci": list(ci) if ci else None, "n": len(shared)}
     if _is_macro(cand, metric, slice_name):
         by_lang: dict[str, list[int]] = defaultdict(list)
         for k, sid in enumerate(shared):
             by_lang[a[sid][0]].append(k)
-        groups = [diff[idx] for idx in by_lang.values()]
-        point = float(np.mean([g.mean() for g in groups]))
-        boots = np.mean([g[rng.integers(0, len(g), size=(N_BOOTSTRAP, len(g)))].mean(axis=1) for g in groups], axis=0)
+        point, ci = paired_macro_delta_ci({lang: (base_arr[idx], cand_arr[idx]) for lang, idx in by_lang.items()},
+                                          pair_seed)
     else:
-        point = float(diff.mean())
-        boots = diff[rng.integers(0, len(diff), size=(N_BOOTSTRAP, len(diff)))].mean(axis=1)
-    lo, hi = np.quantile(boots, [0.025, 0.975])
-    result: dict[str, Any] = {"delta": point, "ci": [float(lo), float(hi)], "n": len(shared)}
-    binary = set(np.unique(np.concatenate([base_arr, cand_arr]))) <= {0.0, 1.0}
-    if binary:
-        result["mcnemar"] = mcnemar(base_arr.astype(int), cand_arr.astype(int))
+        point, ci = paired_bootstrap_delta_ci(base_arr, cand_arr, pair_seed)
+    result: dict[str, Any] = {"delta": point, "ci": list(ci) if ci else None, "n": len(shared)}
+    levels = set(np.unique(np.concatenate([base_arr, cand_arr])).tolist())
+    if levels <= {0.0, 1.0} or levels <= {0.0, 100.0}:  # 0/1 outcomes (CrowS-Pairs scores them 0/100)
+        result["mcnemar"] = mcnemar((base_arr > 0).astype(int), (cand_arr > 0).astype(int))
     return result
 
 
@@ -120,9 +149,9 @@ def compare_metric(base: Run, cand: Run, metric: str, slice_name: str, seed: int
     else:
         result.better = _better(metric, delta)
     headline = HEADLINE.get(base.task)
-    if headline and headline.metric == metric and headline.field and not issues:
-        paired = paired_delta(base, cand, headline.field, slice_name, metric, seed, headline.only)
-        if paired:
+    if headline and headline.metric == metric and headline.pairs(slice_name) and not issues:
+        paired = paired_delta(base, cand, headline.field, slice_name, metric, seed, headline.only, headline.statistic)
+        if paired and paired["ci"]:
             result.delta_ci = paired["ci"]
             result.n_paired = paired["n"]
             if "mcnemar" in paired:

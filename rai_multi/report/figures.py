@@ -26,6 +26,18 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def _legend(ax) -> None:
+    """Legend outside the axes (never over the bars)."""
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+
+
+def _unit_scale(ax, values: Sequence[float]) -> None:
+    """Rates and accuracies on a fixed 0-1 axis, so all-zero or tiny values read as such."""
+    finite = [v for v in values if v == v]
+    if finite and min(finite) >= 0 and max(finite) <= 1:
+        ax.set_ylim(0, 1.08)
+
+
 def _lang_order(langs: Sequence[str]) -> list[str]:
     configs = all_languages()
     return sorted(langs, key=lambda c: (TIER_ORDER.get(configs[c].tier if c in configs else "", 9), c))
@@ -44,6 +56,7 @@ def language_bars(runs: Sequence[Run], metric: str, title: str) -> str | None:
     width = 0.8 / len(models)
     x = np.arange(len(langs))
     configs = all_languages()
+    all_values: list[float] = []
     for k, run in enumerate(runs):
         values, lo, hi = [], [], []
         for lang in langs:
@@ -53,13 +66,16 @@ def language_bars(runs: Sequence[Run], metric: str, title: str) -> str | None:
             values.append(v)
             lo.append(v - ci[0])
             hi.append(ci[1] - v)
-        ax.bar(x + (k - (len(models) - 1) / 2) * width, values, width, yerr=[lo, hi], capsize=2,
-               label=run.model, color=palette[k])
+        bars = ax.bar(x + (k - (len(models) - 1) / 2) * width, values, width, yerr=[lo, hi], capsize=2,
+                      label=run.model, color=palette[k])
+        ax.bar_label(bars, labels=["" if v != v else f"{v:.2f}" for v in values], fontsize=7, padding=2)
+        all_values += [v for v in values] + [v + h for v, h in zip(values, hi)]
+    _unit_scale(ax, all_values)
     ax.set_xticks(x)
     ax.set_xticklabels([f"{c}\n{configs[c].tier if c in configs else ''}" for c in langs])
     ax.set_ylabel(metric)
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    _legend(ax)
     return _png(fig)
 
 
@@ -84,13 +100,17 @@ def tier_gap(groups: dict[tuple[str, str], dict[str, Run]], metrics: dict[str, s
     width = 0.8 / len(models)
     for k, model in enumerate(models):
         vals = [next((r[2] for r in records if r[0] == t and r[1] == model), np.nan) for t in tasks]
-        ax.bar(np.arange(len(tasks)) + (k - (len(models) - 1) / 2) * width, vals, width, label=model, color=palette[k])
+        bars = ax.bar(np.arange(len(tasks)) + (k - (len(models) - 1) / 2) * width, vals, width, label=model,
+                      color=palette[k])
+        ax.bar_label(bars, labels=["" if v != v else f"{v:+.2f}" for v in vals], fontsize=7, padding=2)
     ax.axhline(0, color="black", linewidth=0.8)
+    lim = max([abs(r[2]) for r in records if r[2] == r[2]] + [0.0]) * 1.3 or 0.1
+    ax.set_ylim(-lim, lim)  # symmetric around 0 (even), labels stay inside the axes
     ax.set_xticks(np.arange(len(tasks)))
     ax.set_xticklabels(tasks)
     ax.set_ylabel("high tier - low tier")
-    ax.set_title("Tier gap (smaller is more even)")
-    ax.legend(fontsize=8)
+    ax.set_title("Tier gap: high-tier minus low-tier value (0 = even)")
+    _legend(ax)
     return _png(fig)
 
 
@@ -117,8 +137,8 @@ def delta_heatmap(groups: dict[tuple[str, str], dict[str, Run]], metrics: dict[s
     fig, ax = plt.subplots(figsize=(max(4, 1.5 * len(tasks) + 2), 0.4 * len(langs) + 1.5))
     limit = np.nanmax(np.abs(grid)) or 1.0
     sns.heatmap(grid, annot=True, fmt=".2f", cmap="RdBu", vmin=-limit, vmax=limit, center=0,
-                xticklabels=tasks, yticklabels=langs, ax=ax, cbar_kws={"label": f"{candidate} - {baseline}"})
-    ax.set_title(f"Delta by language: {candidate} vs {baseline}")
+                xticklabels=tasks, yticklabels=langs, ax=ax, cbar_kws={"label": "delta (candidate - baseline)"})
+    ax.set_title(f"{candidate} - {baseline}\nheadline metric by language (blank: not evaluated)", fontsize=10)
     return _png(fig)
 
 
@@ -149,5 +169,5 @@ def category_bars(runs: Sequence[Run], metric: str, prefix: str, reference: floa
     ax.set_yticklabels(cats)
     ax.set_xlabel(metric)
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    _legend(ax)
     return _png(fig)

@@ -25,6 +25,11 @@ class Headline:
     metric: str
     field: str | None
     only: tuple[str, str] | None = None
+    statistic: str = "mean"  # "mean" of the field, or "auc" of the field against the row's label
+    unpaired: tuple[str, ...] = ()  # slice prefixes whose metric is not a mean over the slice's rows
+
+    def pairs(self, slice_name: str) -> bool:
+        return self.field is not None and not (self.unpaired and slice_name.startswith(self.unpaired))
 
 
 HEADLINE: dict[str, Headline] = {
@@ -33,10 +38,10 @@ HEADLINE: dict[str, Headline] = {
     "winogender": Headline("accuracy", "correct"),
     "winobias": Headline("accuracy", "correct"),
     "bbq": Headline("accuracy_disambig", "correct", ("condition", "disambig")),
-    "crows_pairs": Headline("crows_score", None),
+    "crows_pairs": Headline("crows_score", "stereotyped", unpaired=("direction=",)),  # direction: ties left out
     "toxicity": Headline("toxicity_probability", "any_toxic"),
     "identity_toxicity": Headline("toxic_rate", "toxic"),
-    "toxicity_cls": Headline("auc", None),
+    "toxicity_cls": Headline("auc", "p_yes", statistic="auc"),
 }
 # Metrics where lower is better (everything else: higher is better).
 LOWER_IS_BETTER = {
