@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from rai_multi.models.hf import cut_at_stop
-from rai_multi.models.loading import load_model
+from rai_multi.models.loading import load_model, resolve_dtype
 from rai_multi.models.tiny import build_tiny_model
 from rai_multi.records import GenerationRequest
 from rai_multi.tasks.mgsm import MgsmTask
@@ -63,16 +63,35 @@ def corpus(reqs: dict[str, list[GenerationRequest]]) -> list[str]:
 
 def run_rai(model_dir: Path, reqs: list[GenerationRequest], batch: int, dtype: str) -> tuple[float, list[str]]:
     adapter = load_model(str(model_dir), batch_size=batch, dtype=dtype)
+    adapter.generate(reqs[-1:], ["warm-up"])  # one-off kernel set-up, as every path gets
     t = time.perf_counter()
     outs = adapter.generate(reqs, [str(i) for i in range(len(reqs))])
     return time.perf_counter() - t, [o[0] for o in outs]
 
 
-def run_naive(model_dir: Path, reqs: list[GenerationRequest]) -> tuple[float, list[str]]:
-    """transformers generate, batch size 1, prompts in file order, stop strings applied afterwards."""
+def bench_model(out_dir: Path, shape: str, texts: list[str]) -> Path:
+    """A random model of ``shape`` with a tokenizer trained on the benchmark text (realistic
+    token counts), its vocabulary filled up to the model's with distinct placeholder tokens
+    so that every generated id shows in the text and output comparisons mean something."""
+    from transformers import AutoTokenizer
+
+    model_dir = build_tiny_model(out_dir, shape, corpus=texts, vocab_size=8000)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    tok.add_tokens([f"<x{i}>" for i in range(len(tok), config["vocab_size"])])
+    tok.save_pretrained(model_dir)
+    return model_dir
+
+
+def run_naive(model_dir: Path, reqs: list[GenerationRequest]) -> tuple[float, list[str], int]:
+    """transformers generate, batch size 1, prompts in file order, stop strings applied
+    afterwards; also returns the number of tokens generated."""
     adapter = load_model(str(model_dir), batch_size=1)
     model, tok = adapter.model, adapter.tokenizer
-    outs = []
+    outs, n_new = [], 0
+    with torch.inference_mode():  # warm-up, as every path gets
+        model.generate(**tok(reqs[-1].prompt, return_tensors="pt"), max_new_tokens=2, do_sample=False,
+                       pad_token_id=tok.pad_token_id)
     t = time.perf_counter()
     with torch.inference_mode():
         for r in reqs:
@@ -80,45 +99,34 @@ def run_naive(model_dir: Path, reqs: list[GenerationRequest]) -> tuple[float, li
             gen = model.generate(**ids, max_new_tokens=r.max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
             start = 1 if adapter.is_seq2seq else ids["input_ids"].shape[1]
             outs.append(cut_at_stop(tok.decode(gen[0, start:], skip_special_tokens=True), r.stop))
-    return time.perf_counter() - t, outs
+            n_new += gen.shape[1] - start
+    return time.perf_counter() - t, outs, n_new
 
 
 def count_flops(model_dir: Path, reqs: list[GenerationRequest], batch: int) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
-    adapter = load_model(str(model_dir), batch_size=batch)
+    adapter = load_model(str(model_dir), batch_size=batch, dtype="fp32")
     with FlopCounterMode(display=False) as counter:
         adapter.generate(reqs, [str(i) for i in range(len(reqs))])
     return float(counter.get_total_flops())
 
 
-def run_lm_eval(python: str, model_dir: Path, reqs: list[GenerationRequest], batch: int, workdir: Path) -> tuple[float | None, list[str] | None, str]:
-    """The same prompts through lm-evaluation-harness's hf backend with a local task."""
+def run_lm_eval(python: str, model_dir: Path, works: dict[str, list[GenerationRequest]], batch: int,
+                workdir: Path, dtype: str) -> dict[str, dict]:
+    """The same requests through lm-evaluation-harness's hf backend, in its own Python
+    (lm_eval_driver.py): seconds and outputs per workload, or {} with the reason printed."""
     workdir.mkdir(parents=True, exist_ok=True)
-    data = workdir / "prompts.jsonl"
-    data.write_text("".join(json.dumps({"prompt": r.prompt, "target": ""}) + "\n" for r in reqs))
-    stops = json.dumps(list(reqs[0].stop))
-    (workdir / "bench_task.yaml").write_text(
-        f"task: rai_bench\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data}\ntest_split: test\n"
-        "output_type: generate_until\ndoc_to_text: \"{{prompt}}\"\ndoc_to_target: \"{{target}}\"\n"
-        f"generation_kwargs:\n  until: {stops}\n  max_gen_toks: {reqs[0].max_new_tokens}\n  do_sample: false\n"
-        "metric_list:\n  - metric: exact_match\n")
-    out = workdir / "lm_eval_out"
-    cmd = [python, "-m", "lm_eval", "--model", "hf", "--model_args", f"pretrained={model_dir},dtype=float32",
-           "--tasks", "rai_bench", "--include_path", str(workdir), "--batch_size", str(batch), "--device", "cpu",
-           "--log_samples", "--output_path", str(out)]
-    t = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_DATASETS_OFFLINE": "1"})
-    elapsed = time.perf_counter() - t
+    spec = {"model": str(model_dir), "dtype": dtype, "batch": batch,
+            "workloads": {name: [{"prompt": r.prompt, "stop": list(r.stop), "max_new_tokens": r.max_new_tokens}
+                                 for r in work] for name, work in works.items()}}
+    (workdir / "spec.json").write_text(json.dumps(spec), encoding="utf-8")
+    proc = subprocess.run([python, str(HERE / "lm_eval_driver.py"), str(workdir / "spec.json"), str(workdir / "out.json")],
+                          capture_output=True, text=True, env={**os.environ, "HF_DATASETS_OFFLINE": "1"})
     if proc.returncode != 0:
-        return None, None, (proc.stderr or proc.stdout).strip().splitlines()[-1][:200]
-    samples = sorted(out.rglob("samples_rai_bench*.jsonl"))
-    outs = None
-    if samples:
-        rows = [json.loads(line) for line in samples[-1].read_text().splitlines()]
-        rows.sort(key=lambda r: r["doc_id"])
-        outs = [r["filtered_resps"][0] if isinstance(r["filtered_resps"][0], str) else r["filtered_resps"][0][0] for r in rows]
-    return elapsed, outs, "ok (wall time includes its model load and process start)"
+        print(f"lm-eval could not run: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}", flush=True)
+        return {}
+    return json.loads((workdir / "out.json").read_text(encoding="utf-8"))
 
 
 def main() -> None:
@@ -131,65 +139,95 @@ def main() -> None:
     args = parser.parse_args()
     data_dir = Path(os.environ["RAI_MULTI_DATA"])
     reqs = workloads(data_dir, args.prompts, args.new_tokens)
-    peak32, peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
+    chosen = resolve_dtype("auto")
+    peak = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
     tmp = Path(tempfile.mkdtemp(prefix="rai_bench_"))
-    lines = []
     rows = []
+    started = time.time()
     try:
         for shape in ("flan-t5-small", "smollm2-135m"):
-            model_dir = build_tiny_model(tmp / shape, shape, corpus=corpus(reqs) * 2, vocab_size=8000)
+            model_dir = bench_model(tmp / shape, shape, corpus(reqs) * 2)
             for name, work in reqs.items():
-                n_new = sum(r.max_new_tokens for r in work)
-                t_naive, out_naive = run_naive(model_dir, work)
+                t_naive, out_naive, new_tokens = run_naive(model_dir, work)
                 t_fp32, out_fp32 = run_rai(model_dir, work, args.batch, "fp32")
                 t_bf16, out_bf16 = run_rai(model_dir, work, args.batch, "bf16")
-                flops = count_flops(model_dir, work, args.batch)
-                same = sum(a == b for a, b in zip(out_fp32, out_naive))
-                same_bf16 = sum(a == b for a, b in zip(out_bf16, out_fp32))
                 row = {"model": shape, "workload": name, "n": len(work), "naive_s": t_naive, "fp32_s": t_fp32,
-                       "bf16_s": t_bf16, "gflops": flops / 1e9, "same_fp32_vs_naive": same, "same_bf16_vs_fp32": same_bf16}
-                if args.lm_eval_python:
-                    t_lm, out_lm, status = run_lm_eval(args.lm_eval_python, model_dir, work, args.batch, tmp / f"lm_{shape}_{name}")
-                    # its fixed cost (process start, imports, model load) from a one-prompt run
-                    t_one, _, _ = run_lm_eval(args.lm_eval_python, model_dir, work[:1], args.batch, tmp / f"lm1_{shape}_{name}")
-                    if t_lm is not None and t_one is not None and len(work) > 1:
-                        row["lm_eval_fixed_s"] = t_one
-                        t_lm = (t_lm - t_one) * len(work) / (len(work) - 1)
-                    row.update(lm_eval_s=t_lm, lm_eval_status=status,
-                               same_lm_eval=None if out_lm is None else sum(a.strip() == b.strip() for a, b in zip(out_lm, out_fp32)))
+                       "bf16_s": t_bf16, "new_tokens": new_tokens,
+                       "gflops": count_flops(model_dir, work, args.batch) / 1e9,
+                       "same_fp32_vs_naive": sum(a == b for a, b in zip(out_fp32, out_naive)),
+                       "same_bf16_vs_fp32": sum(a == b for a, b in zip(out_bf16, out_fp32)),
+                       "out_fp32": out_fp32, "out_bf16": out_bf16}
                 rows.append(row)
-                print(json.dumps(row), flush=True)
+                print(json.dumps({k: v for k, v in row.items() if not k.startswith("out_")}), flush=True)
+            if args.lm_eval_python:
+                mine = {r["workload"]: r for r in rows if r["model"] == shape}
+                for dtype, hf_dtype in (("fp32", "float32"), ("bf16", "bfloat16")):
+                    got = run_lm_eval(args.lm_eval_python, model_dir, reqs, args.batch, tmp / f"lm_{shape}_{dtype}", hf_dtype)
+                    for name, res in got.items():
+                        mine[name][f"lm_{dtype}_s"] = res["seconds"]
+                        mine[name][f"lm_{dtype}_same"] = sum(a.strip() == b.strip() for a, b in
+                                                            zip(res["outputs"], mine[name][f"out_{dtype}"]))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    cpu = subprocess.run(["bash", "-c", "lscpu | grep 'Model name' | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
-    lines += [
+    args.out.write_text(render(rows, args, peak, chosen, time.time() - started))
+    print(args.out.read_text())
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}x" if a and b else "-"
+
+
+def render(rows: list[dict], args: argparse.Namespace, peak: dict[str, float], chosen: str, wall: float) -> str:
+    cpu = subprocess.run(["bash", "-c", "lscpu | grep 'Model name' | cut -d: -f2"], capture_output=True,
+                         text=True).stdout.strip()
+    lm = bool(args.lm_eval_python)
+    lines = [
         "# Evaluation speed (generated by benchmarks/bench_eval.py)", "",
         f"Machine: {cpu or platform.processor()}, {os.cpu_count()} cores, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), Python {platform.python_version()}.",
-        f"Matmul peak measured here: {peak32:.0f} GFLOP/s fp32, {peak16:.0f} GFLOP/s bf16 (2048x2048, best of 8).",
-        f"Command: `RAI_MULTI_DATA=... python benchmarks/bench_eval.py --prompts {args.prompts} --new-tokens {args.new_tokens} "
-        f"--batch {args.batch}{' --lm-eval-python ' + args.lm_eval_python if args.lm_eval_python else ''}`",
-        "", "Greedy, fixed max new tokens; random weights with the named shapes; same prompts for every path.",
-        "naive = transformers generate at batch size 1 in file order; rai-multi = length-sorted batches with stop strings "
-        "checked on new tokens. FLOP floor = FLOPs counted by torch's FlopCounterMode for the rai-multi run / measured "
-        "matmul peak. lm-eval s = its wall time for n prompts minus its wall time for 1 prompt (process start, imports, "
-        "model load), scaled by n/(n-1): an estimate of its work time for the n prompts.", "",
-        "| model shape | workload | n | naive s | rai-multi fp32 s | speed-up | rai-multi bf16 s | bf16 speed-up | "
-        "floor fp32 (fraction) | floor bf16 (fraction) | fp32 = naive outputs | bf16 = fp32 outputs | lm-eval s | vs lm-eval |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"({torch.get_num_threads()} threads), Python {platform.python_version()}; run {time.strftime('%Y-%m-%d')}, "
+        f"{wall / 60:.0f} min in one go.",
+        f"Matmul peak measured here: {peak['fp32']:.0f} GFLOP/s fp32, {peak['bf16']:.0f} GFLOP/s bf16 "
+        "(2048x2048, best of 8).",
+        f"`--dtype auto` resolves to **{chosen}** on this machine.",
+        f"Command: `RAI_MULTI_DATA=... python benchmarks/bench_eval.py --prompts {args.prompts} --new-tokens "
+        f"{args.new_tokens} --batch {args.batch}{' --lm-eval-python PYTHON_WITH_LM_EVAL' if lm else ''}`", "",
+        "Greedy, fixed max new tokens, random weights with the named shapes (speed does not depend on the weights), "
+        "the same prompts for every path (MGSM 8-shot native CoT and zero-shot CoT in en/de/sw/bn, TyDiQA GoldP "
+        "one-shot in en/fi/sw/bn; each path's stop strings apply). Every path gets one warm-up call first.",
+        "- naive: transformers `generate`, batch size 1, file order, fp32.",
+        "- rai-multi: `HFAdapter.generate` (length-sorted, token-budget prefill merged into decode batches of "
+        "`--batch` rows, per-row stop strings, finished rows dropped, preallocated KV cache, shared few-shot prefix "
+        "for decoder-only models).",
+        "- lm-eval: lm-evaluation-harness's hf backend (`HFLM.generate_until`, what its CLI runs for a "
+        "`generate_until` task) on the same requests with their own stop strings, same batch size and dtype, timed "
+        "in-process after its model load and a warm-up (benchmarks/lm_eval_driver.py).",
+        "- new tok/s: tokens generated (counted on the naive run, whose outputs equal rai-multi's fp32 ones) / "
+        "rai-multi bf16 time.",
+        "- FLOP floor: FLOPs of the rai-multi run (torch FlopCounterMode) / measured matmul peak of that dtype; "
+        "fraction = floor / measured time.", "",
+        "| model shape | workload | n | naive fp32 s | rai fp32 s | rai bf16 s | rai vs naive (fp32 / bf16) | "
+        + ("lm-eval fp32 s | lm-eval bf16 s | rai vs lm-eval (fp32 / bf16) | " if lm else "")
+        + "samples/s, new tok/s (bf16) | FLOP floor fraction (fp32 / bf16) | outputs = naive (fp32) | "
+        "bf16 outputs = fp32 |",
+        "|---|---|---|---|---|---|---|" + ("---|---|---|" if lm else "") + "---|---|---|---|",
     ]
     for r in rows:
-        floor32 = r["gflops"] / peak32
-        floor16 = r["gflops"] / peak16
-        lm = r.get("lm_eval_s")
-        lines.append(
-            f"| {r['model']} | {r['workload']} | {r['n']} | {r['naive_s']:.1f} | {r['fp32_s']:.1f} | "
-            f"{r['naive_s'] / r['fp32_s']:.2f}x | {r['bf16_s']:.1f} | {r['naive_s'] / r['bf16_s']:.2f}x | "
-            f"{floor32:.1f} s ({floor32 / r['fp32_s']:.0%}) | {floor16:.1f} s ({floor16 / r['bf16_s']:.0%}) | "
-            f"{r['same_fp32_vs_naive']}/{r['n']} | {r['same_bf16_vs_fp32']}/{r['n']} | "
-            f"{'%.1f' % lm if lm else r.get('lm_eval_status', 'not run')} | {('%.2fx' % (lm / r['fp32_s'])) if lm else '-'} |")
-    args.out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+        f32, f16 = r["gflops"] / peak["fp32"], r["gflops"] / peak["bf16"]
+        cells = [r["model"], r["workload"], str(r["n"]), f"{r['naive_s']:.1f}", f"{r['fp32_s']:.1f}",
+                 f"{r['bf16_s']:.1f}", f"{_ratio(r['naive_s'], r['fp32_s'])} / {_ratio(r['naive_s'], r['bf16_s'])}"]
+        if lm:
+            cells += [f"{r['lm_fp32_s']:.1f}" if r.get("lm_fp32_s") else "did not run",
+                      f"{r['lm_bf16_s']:.1f}" if r.get("lm_bf16_s") else "did not run",
+                      f"{_ratio(r.get('lm_fp32_s'), r['fp32_s'])} / {_ratio(r.get('lm_bf16_s'), r['bf16_s'])}"]
+        cells += [f"{r['n'] / r['bf16_s']:.2f}, {r['new_tokens'] / r['bf16_s']:.0f}",
+                  f"{f32 / r['fp32_s']:.0%} / {f16 / r['bf16_s']:.0%}",
+                  f"{r['same_fp32_vs_naive']}/{r['n']}", f"{r['same_bf16_vs_fp32']}/{r['n']}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    if lm:
+        same = [(r["model"], r["workload"], r.get("lm_fp32_same"), r.get("lm_bf16_same"), r["n"]) for r in rows]
+        lines += ["", "lm-eval outputs equal to rai-multi's at the same dtype (stripped), fp32 / bf16: "
+                  + ", ".join(f"{m} {w} {a}/{n} / {b}/{n}" for m, w, a, b, n in same) + "."]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -75,7 +75,14 @@ class LanguageConfig:
 
 
 def config_dir() -> Path:
-    return Path(os.environ.get("RAI_MULTI_LANG_CONFIGS", REPO_ROOT / "lang_configs"))
+    """``RAI_MULTI_LANG_CONFIGS``, else the checkout's lang_configs/ (editable install),
+    else the copy a regular ``pip install`` puts under ``<prefix>/share/rai-multi``."""
+    env = os.environ.get("RAI_MULTI_LANG_CONFIGS")
+    if env:
+        return Path(env)
+    checkout = REPO_ROOT / "lang_configs"
+    installed = Path(sys.prefix) / "share" / "rai-multi" / "lang_configs"
+    return checkout if checkout.is_dir() or not installed.is_dir() else installed
 
 
 def _field(data: dict[str, Any], key: str, kind: type, path: Path, section: str = "") -> Any:

@@ -78,7 +78,8 @@ def test_tiny_gguf_loads_through_the_demo_code_path(tmp_path, monkeypatch):
     source = build_tiny_model(tmp_path / "tiny", "tiny-causal")
     gguf_path = tmp_path / "tiny-llama.gguf"
     write_llama_gguf(source, gguf_path)
-    adapter = load_model(str(gguf_path))
+    # fp32 so the logits can be compared exactly ("auto" may pick bf16 on a CPU with bf16 units)
+    adapter = load_model(str(gguf_path), dtype="fp32")
     assert adapter.fingerprint.startswith("gguf:")
     converted = list((tmp_path / "cache").glob("gguf-*"))
     assert len(converted) == 1 and (converted[0] / "config.json").is_file()
@@ -88,7 +89,7 @@ def test_tiny_gguf_loads_through_the_demo_code_path(tmp_path, monkeypatch):
         ours = adapter.model(input_ids=ids).logits
         theirs = reference(input_ids=ids).logits
     assert torch.allclose(ours, theirs, atol=1e-4)
-    again = load_model(str(gguf_path))  # second load: from the safetensors cache
+    again = load_model(str(gguf_path), dtype="fp32")  # second load: from the safetensors cache
     assert again.fingerprint == adapter.fingerprint
     assert len(list((tmp_path / "cache").glob("gguf-*"))) == 1
 

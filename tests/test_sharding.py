@@ -16,7 +16,7 @@ from rai_multi.store import RunDir
 @pytest.mark.slow
 def test_two_process_eval_equals_one_process(tiny_causal, data_dir, tmp_path):
     common = ["eval", "mgsm", "--model", str(tiny_causal), "--langs", "en,bn,sw", "--limit", "4", "--max-new-tokens", "6",
-              "--data-dir", str(data_dir), "--name", "tiny"]
+              "--data-dir", str(data_dir), "--name", "tiny", "--dtype", "fp32"]
     single = subprocess.run([sys.executable, "-m", "rai_multi.cli.main", *common, "--out", str(tmp_path / "one")],
                             capture_output=True, text=True, timeout=300)
     assert single.returncode == 0, single.stderr[-2000:]

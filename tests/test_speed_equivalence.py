@@ -21,8 +21,8 @@ CHOICES = [("Is this rude? Answer:", (" yes", " no")), ("", ("The man is a nurse
 @pytest.mark.parametrize("fixture", ["tiny_seq2seq", "tiny_causal"])
 def test_batched_greedy_equals_one_at_a_time(fixture, request):
     path = request.getfixturevalue(fixture)
-    batched = load_model(str(path), batch_size=4)
-    single = load_model(str(path), batch_size=1)
+    batched = load_model(str(path), batch_size=4, dtype="fp32")
+    single = load_model(str(path), batch_size=1, dtype="fp32")
     reqs = [GenerationRequest(p, max_new_tokens=12, stop=("\n\n",)) for p in PROMPTS]
     ids = [str(i) for i in range(len(reqs))]
     fast = batched.generate(reqs, ids)
@@ -36,11 +36,11 @@ def test_shared_fewshot_prefix_is_encoded_once_with_identical_outputs(tiny_causa
     task = MgsmTask(langs=["en", "sw"], data_dir=data_dir, limit=3, shots=3, max_new_tokens=10)
     reqs = [s.request for s in task.build_samples()]
     ids = [str(i) for i in range(len(reqs))]
-    fast = load_model(str(tiny_causal), batch_size=2)
+    fast = load_model(str(tiny_causal), batch_size=2, dtype="fp32")
     calls = []
     original = fast._prefix_cache
     fast._prefix_cache = lambda prefix: calls.append(len(prefix)) or original(prefix)
-    simple = load_model(str(tiny_causal), batch_size=2)
+    simple = load_model(str(tiny_causal), batch_size=2, dtype="fp32")
     simple.prefix_reuse = False
     assert fast.generate(reqs, ids) == simple.generate(reqs, ids)
     assert len(calls) == 2 and min(calls) > 300  # one exemplar block per language
@@ -64,7 +64,7 @@ def _naive_loglikelihood(adapter, context: str, continuation: str) -> float:
 
 @pytest.mark.parametrize("fixture", ["tiny_seq2seq", "tiny_causal"])
 def test_batched_loglikelihood_equals_naive(fixture, request):
-    adapter = load_model(str(request.getfixturevalue(fixture)), batch_size=5)
+    adapter = load_model(str(request.getfixturevalue(fixture)), batch_size=5, dtype="fp32")
     reqs = [LoglikelihoodRequest(c, conts) for c, conts in CHOICES]
     results = adapter.loglikelihood(reqs, [str(i) for i in range(len(reqs))])
     for (context, conts), got in zip(CHOICES, results):

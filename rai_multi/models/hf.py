@@ -1,69 +1,27 @@
 """transformers backend: batched generation and log-likelihood for seq2seq and causal LMs.
 
 Why it is shaped this way:
-- requests are sorted by token length and batched, so padding is small;
-- causal models pad on the left so every row's new tokens start at the same column;
-- stop strings are checked on the newly generated text only (a stop string inside the
-  prompt never ends generation early, and CoT does not run to the token limit);
+- requests are sorted by token length and batched, so padding is small; generation runs
+  in our own decode loop (models/decoding.py: per-row stop strings checked on the new
+  text only, finished rows dropped, token-budget prefill, preallocated cache);
+- few-shot prompts of decoder-only models that share their exemplar block prefill it once;
 - log-likelihood scores continuation tokens only; for seq2seq the encoder runs once per
   context and its states are shared by all of that context's continuations.
 """
 
 from __future__ import annotations
 
-import zlib
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
 
+from rai_multi.models.decoding import CausalDecoder, DecodeRow, Sampling, Seq2SeqDecoder, cut_at_stop, row_seed
 from rai_multi.records import GenerationRequest, Loglikelihood, LoglikelihoodRequest
+
+__all__ = ["HFAdapter", "cut_at_stop"]
 
 _LARGE = 1_000_000
 PREFIX_MIN_TOKENS = 32
-
-
-@dataclass(frozen=True)
-class _GenKey:
-    """Requests that can share one generate() call."""
-
-    max_new_tokens: int
-    stop: tuple[str, ...]
-    num_samples: int
-    do_sample: bool
-    temperature: float
-    top_k: int
-    top_p: float
-
-
-class _StopOnStrings:
-    """Stopping criterion: a row is done once its new text contains any stop string."""
-
-    def __init__(self, tokenizer: Any, stops: tuple[str, ...], start: int):
-        self.tokenizer = tokenizer
-        self.stops = stops
-        self.start = start
-
-    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
-        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        if not self.stops:
-            return done
-        new = input_ids[:, self.start :]
-        texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
-        for i, text in enumerate(texts):
-            if any(s in text for s in self.stops):
-                done[i] = True
-        return done
-
-
-def cut_at_stop(text: str, stops: Sequence[str]) -> str:
-    """Text up to the earliest stop string (the stop string itself removed)."""
-    cut = len(text)
-    for s in stops:
-        pos = text.find(s)
-        if pos != -1:
-            cut = min(cut, pos)
-    return text[:cut]
 
 
 class HFAdapter:
@@ -140,15 +98,14 @@ class HFAdapter:
             [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
         )
 
-    def _encode_prompts(self, prompts: Sequence[str], max_new_tokens: int) -> list[list[int]]:
-        """Token ids per prompt, left-truncated to fit the context window with the new tokens."""
-        rendered = [self._render(p) for p in prompts]
-        ids = self.tokenizer(list(rendered), add_special_tokens=not self.chat_template)["input_ids"]
+    def _encode_prompt(self, prompt: str, max_new_tokens: int) -> list[int]:
+        """Token ids of a prompt, left-truncated to fit the context window with the new tokens."""
+        ids = self.tokenizer(self._render(prompt), add_special_tokens=not self.chat_template)["input_ids"]
         limit = self.max_context
         if limit is not None:
             room = limit if self.is_seq2seq else max(1, limit - max_new_tokens)
-            ids = [x[-room:] if len(x) > room else x for x in ids]
-        return ids
+            ids = ids[-room:] if len(ids) > room else ids
+        return list(ids)
 
     def _pad(self, rows: Sequence[Sequence[int]], left: bool) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(len(r) for r in rows)
@@ -166,129 +123,67 @@ class HFAdapter:
 
     # ---------------------------------------------------------------- generation
     def generate(self, requests: Sequence[GenerationRequest], ids: Sequence[str]) -> list[list[str]]:
+        """Requests with the same sampling settings share decode batches whatever their stop
+        strings and token limits (those are per row); few-shot prompts of a decoder-only
+        model that share their exemplar block are prefilled after one shared prefix."""
         results: list[list[str] | None] = [None] * len(requests)
-        groups: dict[_GenKey, list[int]] = {}
+        groups: dict[tuple[Sampling, int], list[int]] = {}
         for i, r in enumerate(requests):
-            key = _GenKey(r.max_new_tokens, r.stop, r.num_samples, r.do_sample, r.temperature, r.top_k, r.top_p)
-            groups.setdefault(key, []).append(i)
-        for key, indices in groups.items():
-            encoded = self._encode_prompts([requests[i].prompt for i in indices], key.max_new_tokens)
-            if self._prefix_reuse_applies(key):
-                done = self._generate_shared_prefixes(requests, indices, encoded, key, results)
-                keep = [j for j in range(len(indices)) if indices[j] not in done]
-                indices = [indices[j] for j in keep]
-                encoded = [encoded[j] for j in keep]
-            order = sorted(range(len(indices)), key=lambda j: -len(encoded[j]))
-            for batch in self._budget_batches(order, [len(e) for e in encoded]):
-                rows = [encoded[j] for j in batch]
-                batch_ids = [ids[indices[j]] for j in batch]
-                seed = requests[indices[batch[0]]].seed + zlib.crc32("|".join(batch_ids).encode())
-                texts = self._generate_batch(rows, key, seed)
-                for j, outs in zip(batch, texts):
-                    results[indices[j]] = outs
+            sampling = Sampling(r.do_sample, r.temperature, r.top_k, r.top_p) if r.do_sample else Sampling()
+            groups.setdefault((sampling, r.num_samples), []).append(i)
+        for (sampling, k), indices in groups.items():
+            encoded = {i: self._encode_prompt(requests[i].prompt, requests[i].max_new_tokens) for i in indices}
+            for prefix, members in self._prefix_groups(requests, indices, encoded):
+                members.sort(key=lambda i: -len(encoded[i]))
+                prefix_cache = self._prefix_cache(prefix) if prefix else None
+                per_batch = max(1, self.batch_size // k)
+                for start in range(0, len(members), per_batch):
+                    batch = members[start : start + per_batch]
+                    rows = [DecodeRow(tuple(encoded[i][len(prefix):]), requests[i].max_new_tokens, requests[i].stop,
+                                      row_seed(requests[i].seed, ids[i])) for i in batch]
+                    outs = self._decode(rows, sampling, k, prefix, prefix_cache)
+                    for i, o in zip(batch, outs):
+                        results[i] = o
         return [r if r is not None else [] for r in results]
 
-    def _budget_batches(self, order: Sequence[int], lengths: Sequence[int]) -> list[list[int]]:
-        """Batches of at most ``batch_size`` requests and about ``token_budget`` padded
-        tokens, over ``order`` (longest first): long prompts go in small batches, whose
-        attention matrices stay in cache on a CPU, short ones in full batches."""
-        batches, start = [], 0
-        while start < len(order):
-            longest = max(1, lengths[order[start]])
-            size = max(1, min(self.batch_size, self.token_budget // longest))
-            batches.append(list(order[start : start + size]))
-            start += size
-        return batches
+    def _decode(self, rows: list[DecodeRow], sampling: Sampling, k: int, prefix: tuple[int, ...],
+                prefix_cache: Any) -> list[list[str]]:
+        if self.is_seq2seq:
+            return Seq2SeqDecoder(self.model, self.tokenizer, self.token_budget).generate(rows, sampling, k)
+        decoder = CausalDecoder(self.model, self.tokenizer, self.token_budget)
+        return decoder.generate(rows, sampling, k, prefix=prefix, prefix_cache=prefix_cache)
 
     # ---------------------------------------------------------------- few-shot prefix reuse
-    def _prefix_reuse_applies(self, key: _GenKey) -> bool:
-        """Few-shot prompts share their exemplar block; for decoder-only models with a plain
-        (non-sliding) KV cache and greedy single answers, that block is encoded once."""
-        if self.is_seq2seq or not self.prefix_reuse or key.do_sample or key.num_samples != 1:
-            return False
-        config = self.model.config
-        return not getattr(config, "sliding_window", None) and not getattr(config, "layer_types", None)
-
-    def _generate_shared_prefixes(self, requests, indices, encoded, key: _GenKey, results) -> set[int]:
-        """Generate the requests whose prompts share an exemplar block (everything up to the
-        last blank line) of at least PREFIX_MIN_TOKENS tokens; returns the indices done."""
-        by_prefix: dict[str, list[int]] = {}
-        for j, i in enumerate(indices):
+    def _prefix_groups(self, requests: Sequence[GenerationRequest], indices: list[int],
+                       encoded: dict[int, list[int]]) -> list[tuple[tuple[int, ...], list[int]]]:
+        """Split ``indices`` into (shared prefix token ids, members). Few-shot prompts share
+        their exemplar block (everything up to the last blank line); for a decoder-only
+        model it is encoded once per block when at least two prompts share it, it is at
+        least PREFIX_MIN_TOKENS tokens, and tokenisation splits at the boundary. The rest
+        go in one group with an empty prefix."""
+        if self.is_seq2seq or not self.prefix_reuse:
+            return [((), list(indices))]
+        by_text: dict[str, list[int]] = {}
+        for i in indices:
             head, sep, _ = requests[i].prompt.rpartition("\n\n")
             if sep:
-                by_prefix.setdefault(head + sep, []).append(j)
-        done: set[int] = set()
-        for prefix_text, members in by_prefix.items():
+                by_text.setdefault(head + sep, []).append(i)
+        groups: list[tuple[tuple[int, ...], list[int]]] = []
+        shared: set[int] = set()
+        for text, members in by_text.items():
             if len(members) < 2:
                 continue
-            prefix = self.tokenizer(prefix_text, add_special_tokens=True)["input_ids"]
-            if len(prefix) < PREFIX_MIN_TOKENS or not all(encoded[j][: len(prefix)] == prefix and len(encoded[j]) > len(prefix)
-                                                          for j in members):
-                continue  # tokenisation does not split at the boundary (or truncated): simple path
-            cache = self._prefix_cache(prefix)
-            members.sort(key=lambda j: -len(encoded[j]))
-            for batch in self._budget_batches(members, [len(e) - len(prefix) for e in encoded]):
-                texts = self._generate_prefixed(cache, prefix, [encoded[j][len(prefix):] for j in batch], key)
-                for j, outs in zip(batch, texts):
-                    results[indices[j]] = outs
-                    done.add(indices[j])
-        return done
+            prefix = tuple(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+            if len(prefix) >= PREFIX_MIN_TOKENS and all(
+                    tuple(encoded[i][: len(prefix)]) == prefix and len(encoded[i]) > len(prefix) for i in members):
+                groups.append((prefix, members))
+                shared.update(members)
+        rest = [i for i in indices if i not in shared]
+        return ([((), rest)] if rest else []) + groups
 
-    @torch.inference_mode()
-    def _prefix_cache(self, prefix: list[int]):
-        ids = torch.tensor([prefix], device=self.model.device)
-        return self.model(input_ids=ids, use_cache=True).past_key_values
-
-    @torch.inference_mode()
-    def _generate_prefixed(self, cache, prefix: list[int], suffixes: list[list[int]], key: _GenKey) -> list[list[str]]:
-        import copy
-
-        width = max(len(s) for s in suffixes)
-        rows = [prefix + [self.tokenizer.pad_token_id] * (width - len(s)) + s for s in suffixes]
-        input_ids = torch.tensor(rows, device=self.model.device)
-        mask = torch.ones_like(input_ids)
-        for i, s in enumerate(suffixes):
-            mask[i, len(prefix) : len(prefix) + width - len(s)] = 0  # padding sits between prefix and suffix
-        past = copy.deepcopy(cache)
-        past.batch_repeat_interleave(len(rows))
-        start = input_ids.shape[1]
-        kwargs: dict[str, Any] = dict(input_ids=input_ids, attention_mask=mask, past_key_values=past,
-                                      max_new_tokens=key.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
-                                      do_sample=False, temperature=None, top_k=None, top_p=None)
-        if key.stop:
-            from transformers import StoppingCriteriaList
-
-            kwargs["stopping_criteria"] = StoppingCriteriaList([_StopOnStrings(self.tokenizer, key.stop, start)])
-        out = self.model.generate(**kwargs)
-        texts = self.tokenizer.batch_decode(out[:, start:], skip_special_tokens=True)
-        return [[cut_at_stop(t, key.stop)] for t in texts]
-
-    @torch.inference_mode()
-    def _generate_batch(self, rows: Sequence[Sequence[int]], key: _GenKey, seed: int) -> list[list[str]]:
-        input_ids, mask = self._pad(rows, left=not self.is_seq2seq)
-        start = 1 if self.is_seq2seq else input_ids.shape[1]  # seq2seq outputs begin with the start token
-        kwargs: dict[str, Any] = dict(
-            input_ids=input_ids,
-            attention_mask=mask,
-            max_new_tokens=key.max_new_tokens,
-            num_return_sequences=key.num_samples,
-            pad_token_id=self.tokenizer.pad_token_id,
-            do_sample=key.do_sample,
-        )
-        if key.do_sample:
-            kwargs.update(temperature=key.temperature, top_k=key.top_k or None, top_p=key.top_p)
-            torch.manual_seed(seed % (2**31))
-        else:
-            kwargs.update(temperature=None, top_k=None, top_p=None)
-        if key.stop:
-            from transformers import StoppingCriteriaList
-
-            kwargs["stopping_criteria"] = StoppingCriteriaList([_StopOnStrings(self.tokenizer, key.stop, start)])
-        out = self.model.generate(**kwargs)
-        texts = self.tokenizer.batch_decode(out[:, start:], skip_special_tokens=True)
-        texts = [cut_at_stop(t, key.stop) for t in texts]
-        k = key.num_samples
-        return [texts[i * k : (i + 1) * k] for i in range(len(rows))]
+    def _prefix_cache(self, prefix: tuple[int, ...]) -> Any:
+        """Key/value cache of the shared exemplar block, computed once per block."""
+        return CausalDecoder(self.model, self.tokenizer, self.token_budget).prefix_cache(prefix)
 
     # ---------------------------------------------------------------- log-likelihood
     def _context_ids(self, context: str) -> list[int]:

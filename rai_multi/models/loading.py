@@ -70,17 +70,36 @@ def convert_gguf(gguf: Path) -> Path:
     return target
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX), where bf16
+    matmuls run at about twice the fp32 rate; elsewhere bf16 is emulated and slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+
+
+def resolve_dtype(dtype: str) -> str:
+    """``auto`` is the fastest dtype the hardware runs natively: bf16 on a GPU that supports
+    it and on a CPU with bf16 instructions, else fp32. bf16 changes a few greedy outputs
+    against fp32; benchmarks/RESULTS.md counts them and how far the metrics move."""
+    import torch
+
+    if dtype != "auto":
+        return dtype
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
 def _apply_dtype(model: Any, dtype: str) -> Any:
-    """Cast (and place) the model. ``auto`` is the fastest choice that leaves greedy outputs
-    as the fp32 reference has them: fp32 on CPU (bf16 is ~1.5x faster there but changes
-    some outputs, see benchmarks/RESULTS.md), bf16 on a GPU that supports it."""
+    """Cast (and place) the model in ``dtype`` (already resolved, see resolve_dtype)."""
     import torch
 
     if torch.cuda.is_available():
         model = model.to("cuda")
-        if dtype == "auto":
-            dtype = "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    if dtype in ("auto", "fp32"):
+    if dtype == "fp32":
         return model.float()
     if dtype == "bf16":
         return model.to(torch.bfloat16)
@@ -150,6 +169,7 @@ def load_model(
         commit = getattr(model.config, "_commit_hash", None) or revision or "unknown"
         fingerprint = f"hub:{spec}@{commit}"
         description["revision"] = commit
+    dtype = resolve_dtype(dtype)
     model = _apply_dtype(model, dtype)
     return HFAdapter(
         model,

@@ -1,0 +1,394 @@
+"""Our own decode loop over a transformers model (greedy and sampled), used instead of
+``model.generate`` because evaluation batches differ from chat batches:
+
+- stop strings and token limits belong to each row, so prompts of different languages
+  (each with its own stop strings) share one batch instead of splitting it in four;
+- a row that is finished (stop string, end of sequence, its token limit) leaves the batch
+  at once, so a chain of thought that ends early stops costing a decode step per token;
+- prompts are prefilled in sub-batches that fit a token budget (long prompts keep their
+  attention matrices in cache on a CPU) and then decoded together, up to ``batch_size``
+  rows: a CPU decode step streams every weight once, so 16 rows cost little more than 4;
+- the key/value cache of decoder-only models is allocated once for prompt plus new
+  tokens, so a step writes one column instead of re-concatenating the whole history
+  (what transformers' DynamicCache does, an O(length) copy per step and layer);
+- sampled continuations of one prompt share one prefill (the cache is repeated, not
+  recomputed), and every row draws from its own generator seeded by the request seed,
+  the sample id and the sample index, so samples do not depend on batching or sharding.
+
+Greedy outputs equal ``model.generate`` run one prompt at a time (tests/test_decoding.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import zlib
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+
+from transformers.cache_utils import Cache, DynamicCache, DynamicLayer, EncoderDecoderCache
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How the next token is chosen; greedy unless ``do_sample``."""
+
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+
+
+@dataclass(frozen=True)
+class DecodeRow:
+    """One prompt to continue: its token ids (the part after a shared prefix, when there
+    is one), its own token limit and stop strings, and the seed base of its samples."""
+
+    ids: tuple[int, ...]
+    max_new_tokens: int
+    stop: tuple[str, ...]
+    seed: int
+
+
+def row_seed(seed: int, sample_id: str) -> int:
+    """Seed base for one request's samples: the run seed and the sample id, nothing that
+    depends on which other requests share its batch."""
+    return (seed * 1_000_003 + zlib.crc32(sample_id.encode("utf-8"))) % (2**62)
+
+
+def cut_at_stop(text: str, stops: Sequence[str]) -> str:
+    """Text up to the earliest stop string (the stop string itself removed)."""
+    cut = len(text)
+    for s in stops:
+        pos = text.find(s)
+        if pos != -1:
+            cut = min(cut, pos)
+    return text[:cut]
+
+
+# ---------------------------------------------------------------------- key/value cache
+class PreallocatedLayer(DynamicLayer):
+    """One layer's keys and values in a buffer sized for the whole generation; ``keys`` and
+    ``values`` are views of the filled part, so everything transformers reads from a
+    DynamicLayer (lengths, mask sizes) stays as it expects."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, capacity: int):
+        super().__init__()
+        batch, heads, length, _ = keys.shape
+        self._k = keys.new_zeros((batch, heads, max(capacity, length), keys.shape[-1]))
+        self._v = values.new_zeros((batch, heads, max(capacity, length), values.shape[-1]))
+        self._k[:, :, :length] = keys
+        self._v[:, :, :length] = values
+        self._len = length
+        self.device, self.dtype = keys.device, keys.dtype
+        self.is_initialized = True
+        self._refresh()
+
+    def _refresh(self) -> None:
+        self.keys = self._k[:, :, : self._len]
+        self.values = self._v[:, :, : self._len]
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        raise RuntimeError("a PreallocatedLayer is built filled")
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any):
+        n = key_states.shape[-2]
+        if self._len + n > self._k.shape[-2]:  # more tokens than planned: grow by doubling
+            grow = max(n, self._k.shape[-2])
+            self._k = torch.cat([self._k, self._k.new_zeros(*self._k.shape[:2], grow, self._k.shape[-1])], dim=-2)
+            self._v = torch.cat([self._v, self._v.new_zeros(*self._v.shape[:2], grow, self._v.shape[-1])], dim=-2)
+        self._k[:, :, self._len : self._len + n] = key_states
+        self._v[:, :, self._len : self._len + n] = value_states
+        self._len += n
+        self._refresh()
+        return self.keys, self.values
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        self._k, self._v = self._k[indices], self._v[indices]
+        self._refresh()
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        self._k = self._k.repeat_interleave(repeats, dim=0)
+        self._v = self._v.repeat_interleave(repeats, dim=0)
+        self._refresh()
+
+    def crop(self, tokens_to_remove: int) -> None:
+        self._len = max(0, self._len - abs(tokens_to_remove)) if tokens_to_remove < 0 else min(self._len, tokens_to_remove)
+        self._refresh()
+
+
+def plain_kv_cache(config: Any) -> bool:
+    """Whether every layer of this decoder-only model keeps a plain, growing key/value cache
+    (no sliding window, no recurrent state): only then can caches of several sub-batches
+    be merged and preallocated. Asked of transformers itself, not guessed from names."""
+    try:
+        probe = DynamicCache(config=config)
+    except Exception:  # an architecture transformers builds its caches for differently
+        return False
+    layers = getattr(probe, "layers", None)
+    return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
+
+
+def _cache_kwarg(model: Any) -> str:
+    """transformers 5 renamed ``past_key_values`` to ``cache`` in forward()."""
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+# ---------------------------------------------------------------------- token choice
+def _choose(logits: torch.Tensor, sampling: Sampling, generators: Sequence[torch.Generator]) -> list[int]:
+    """Next token per row: argmax, or a draw after temperature, top-k and top-p (in that
+    order, as transformers applies them)."""
+    if not sampling.do_sample:
+        return logits.argmax(-1).tolist()
+    scores = logits.float() / max(sampling.temperature, 1e-6)
+    if sampling.top_k and sampling.top_k < scores.shape[-1]:
+        kth = torch.topk(scores, sampling.top_k, dim=-1).values[:, -1:]
+        scores = scores.masked_fill(scores < kth, float("-inf"))
+    if sampling.top_p < 1.0:
+        sorted_scores, order = torch.sort(scores, descending=False, dim=-1)
+        cumulative = sorted_scores.softmax(-1).cumsum(-1)
+        drop = cumulative <= (1 - sampling.top_p)
+        drop[:, -1] = False  # always keep the most likely token
+        scores = scores.masked_fill(drop.scatter(1, order, drop), float("-inf"))
+    probs = scores.softmax(-1)
+    return [int(torch.multinomial(probs[i], 1, generator=g).item()) for i, g in enumerate(generators)]
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if eos is None:
+        eos = tokenizer.eos_token_id
+    ids = eos if isinstance(eos, (list, tuple)) else [eos]
+    return {int(i) for i in ids if i is not None}
+
+
+def decode_loop(
+    first_logits: torch.Tensor,
+    step: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor],
+    rows: Sequence[DecodeRow],
+    sampling: Sampling,
+    generators: Sequence[torch.Generator],
+    tokenizer: Any,
+    eos_ids: set[int],
+) -> list[str]:
+    """Run decode steps until every row is finished; returns each row's text with its stop
+    string cut off. ``step(tokens, keep)`` feeds one token per still-active row and returns
+    their next logits; ``keep`` (or None) names the rows, by position among the active
+    ones, that stay, so the step can drop the rest from its cache first."""
+    new: list[list[int]] = [[] for _ in rows]
+    active = list(range(len(rows)))
+    logits = first_logits
+    while True:
+        tokens = _choose(logits, sampling, [generators[i] for i in active])
+        keep: list[int] = []
+        for pos, (i, tok) in enumerate(zip(active, tokens)):
+            if tok in eos_ids:
+                continue
+            new[i].append(tok)
+            row = rows[i]
+            if len(new[i]) >= row.max_new_tokens:
+                continue
+            if row.stop and any(s in tokenizer.decode(new[i], skip_special_tokens=True) for s in row.stop):
+                continue
+            keep.append(pos)
+        if not keep:
+            break
+        feed = torch.tensor([[tokens[p]] for p in keep], device=logits.device)
+        logits = step(feed, None if len(keep) == len(active) else torch.tensor(keep, device=logits.device))
+        active = [active[p] for p in keep]
+    return [cut_at_stop(tokenizer.decode(ids, skip_special_tokens=True), row.stop) for ids, row in zip(new, rows)]
+
+
+# ---------------------------------------------------------------------- causal models
+def _budget_split(lengths: Sequence[int], token_budget: int) -> list[range]:
+    """Consecutive sub-batches (inputs sorted longest first) of about ``token_budget``
+    padded tokens each."""
+    parts, start = [], 0
+    while start < len(lengths):
+        size = max(1, token_budget // max(1, lengths[start]))
+        parts.append(range(start, min(len(lengths), start + size)))
+        start += size
+    return parts
+
+
+class CausalDecoder:
+    """Prefill and decode for a decoder-only model, optionally after a shared prefix whose
+    cache was computed once."""
+
+    def __init__(self, model: Any, tokenizer: Any, token_budget: int):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.token_budget = token_budget
+        self.pad_id = tokenizer.pad_token_id
+        self.cache_kw = _cache_kwarg(model)
+        self.plain = plain_kv_cache(model.config)
+        self.eos_ids = _eos_ids(model, tokenizer)
+
+    @torch.inference_mode()
+    def prefix_cache(self, prefix: Sequence[int]) -> Any:
+        ids = torch.tensor([list(prefix)], device=self.model.device)
+        cache = DynamicCache(config=self.model.config)
+        self.model(input_ids=ids, use_cache=True, logits_to_keep=1, **{self.cache_kw: cache})
+        return cache
+
+    def _prefill(self, rows: Sequence[DecodeRow], prefix_len: int, prefix_cache: Any):
+        """One forward over ``rows`` (padded between the prefix and each row's own tokens,
+        i.e. on the left when there is no prefix): last-position logits, the cache, the
+        attention mask and each row's last position."""
+        width = max(len(r.ids) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), prefix_len + width), dtype=torch.long)
+        mask[:, :prefix_len] = 1
+        for i, r in enumerate(rows):
+            ids[i, width - len(r.ids) :] = torch.tensor(r.ids, dtype=torch.long)
+            mask[i, prefix_len + width - len(r.ids) :] = 1
+        device = self.model.device
+        ids, mask = ids.to(device), mask.to(device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, prefix_len:]
+        if prefix_cache is not None:
+            cache = copy.deepcopy(prefix_cache)
+            cache.batch_repeat_interleave(len(rows))
+        else:
+            cache = DynamicCache(config=self.model.config)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                         logits_to_keep=1, **{self.cache_kw: cache})
+        return out.logits[:, -1], cache, mask, positions[:, -1]
+
+    def _merge(self, parts: list[tuple], prefix_len: int, capacity_new: int, repeats: int):
+        """One preallocated cache from sub-batch caches of different widths: each is padded
+        at the prefix boundary (masked columns) to the widest, then rows are repeated
+        ``repeats`` times for sampled continuations."""
+        width = max(p[2].shape[1] for p in parts)
+        masks, logits, last = [], [], []
+        per_layer: list[tuple[list[torch.Tensor], list[torch.Tensor]]] = []
+        for logit, cache, mask, pos in parts:
+            gap = width - mask.shape[1]
+            masks.append(torch.cat([mask[:, :prefix_len], mask.new_zeros(mask.shape[0], gap), mask[:, prefix_len:]], 1))
+            logits.append(logit)
+            last.append(pos)
+            for li, layer in enumerate(cache.layers):
+                if li == len(per_layer):
+                    per_layer.append(([], []))
+                for store, t in zip(per_layer[li], (layer.keys, layer.values)):
+                    pad = t.new_zeros(*t.shape[:2], gap, t.shape[-1])
+                    store.append(torch.cat([t[:, :, :prefix_len], pad, t[:, :, prefix_len:]], dim=2))
+        layers = []
+        for keys, values in per_layer:
+            k = torch.cat(keys).repeat_interleave(repeats, 0)
+            v = torch.cat(values).repeat_interleave(repeats, 0)
+            layers.append(PreallocatedLayer(k, v, width + capacity_new))
+        mask = torch.cat(masks).repeat_interleave(repeats, 0)
+        return (torch.cat(logits).repeat_interleave(repeats, 0), Cache(layers=layers), mask,
+                torch.cat(last).repeat_interleave(repeats, 0))
+
+    @torch.inference_mode()
+    def generate(self, rows: Sequence[DecodeRow], sampling: Sampling, num_samples: int,
+                 prefix: Sequence[int] = (), prefix_cache: Any = None) -> list[list[str]]:
+        """``num_samples`` continuations per row; rows should be sorted longest first."""
+        lengths = [len(r.ids) for r in rows]
+        subs = [[rows[i] for i in part] for part in _budget_split(lengths, self.token_budget)]
+        if not self.plain:  # sliding windows or other caches: decode each sub-batch alone
+            out: list[list[str]] = []
+            for sub in subs:
+                out.extend(self._decode([self._prefill(sub, len(prefix), prefix_cache)], sub, sampling,
+                                        num_samples, len(prefix), merge=False))
+            return out
+        parts = [self._prefill(sub, len(prefix), prefix_cache) for sub in subs]
+        return self._decode(parts, list(rows), sampling, num_samples, len(prefix), merge=True)
+
+    def _decode(self, parts, rows, sampling: Sampling, k: int, prefix_len: int, merge: bool) -> list[list[str]]:
+        max_new = max(r.max_new_tokens for r in rows)
+        if merge:
+            logits, cache, mask, last = self._merge(parts, prefix_len, max_new, k)
+        else:
+            logits, cache, mask, last = parts[0]
+            if k > 1:
+                cache.batch_repeat_interleave(k)
+                logits, mask, last = (t.repeat_interleave(k, 0) for t in (logits, mask, last))
+        expanded = [r for r in rows for _ in range(k)]
+        generators = _generators(rows, k, sampling, logits.device)
+        state = {"mask": mask, "pos": last, "cache": cache}
+
+        def step(tokens: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+            if keep is not None:
+                state["cache"].batch_select_indices(keep)
+                state["mask"], state["pos"] = state["mask"][keep], state["pos"][keep]
+            state["mask"] = torch.cat([state["mask"], state["mask"].new_ones(state["mask"].shape[0], 1)], 1)
+            state["pos"] = state["pos"] + 1
+            out = self.model(input_ids=tokens, attention_mask=state["mask"], position_ids=state["pos"][:, None],
+                             use_cache=True, **{self.cache_kw: state["cache"]})
+            return out.logits[:, -1]
+
+        texts = decode_loop(logits, step, expanded, sampling, generators, self.tokenizer, self.eos_ids)
+        return [texts[i * k : (i + 1) * k] for i in range(len(rows))]
+
+
+# ---------------------------------------------------------------------- encoder-decoder models
+class Seq2SeqDecoder:
+    """Encoder in token-budget sub-batches, then one decode over all rows (encoder states
+    padded to the longest, padding masked): the encoder runs once per prompt, whatever
+    the number of sampled continuations."""
+
+    def __init__(self, model: Any, tokenizer: Any, token_budget: int):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.token_budget = token_budget
+        self.pad_id = tokenizer.pad_token_id
+        self.cache_kw = _cache_kwarg(model)
+        self.eos_ids = _eos_ids(model, tokenizer)
+        self.start_id = model.config.decoder_start_token_id
+
+    @torch.inference_mode()
+    def generate(self, rows: Sequence[DecodeRow], sampling: Sampling, num_samples: int) -> list[list[str]]:
+        from transformers.modeling_outputs import BaseModelOutput
+
+        device = self.model.device
+        encoder = self.model.get_encoder()
+        width = max(len(r.ids) for r in rows)
+        states, masks = [], []
+        for part in _budget_split([len(r.ids) for r in rows], self.token_budget):
+            sub = [rows[i] for i in part]
+            w = max(len(r.ids) for r in sub)
+            ids = torch.full((len(sub), w), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(sub), width), dtype=torch.long)
+            for i, r in enumerate(sub):
+                ids[i, : len(r.ids)] = torch.tensor(r.ids, dtype=torch.long)
+                mask[i, : len(r.ids)] = 1
+            hidden = encoder(input_ids=ids.to(device), attention_mask=mask[:, :w].to(device)).last_hidden_state
+            states.append(torch.cat([hidden, hidden.new_zeros(hidden.shape[0], width - w, hidden.shape[-1])], 1))
+            masks.append(mask.to(device))
+        k = num_samples
+        state = {"hidden": torch.cat(states).repeat_interleave(k, 0), "mask": torch.cat(masks).repeat_interleave(k, 0),
+                 "cache": EncoderDecoderCache(DynamicCache(), DynamicCache())}
+
+        def step(tokens: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+            if keep is not None:
+                state["cache"].batch_select_indices(keep)
+                state["hidden"], state["mask"] = state["hidden"][keep], state["mask"][keep]
+            out = self.model(encoder_outputs=BaseModelOutput(last_hidden_state=state["hidden"]),
+                             attention_mask=state["mask"], decoder_input_ids=tokens, use_cache=True,
+                             **{self.cache_kw: state["cache"]})
+            return out.logits[:, -1]
+
+        start = torch.full((len(rows) * k, 1), self.start_id, dtype=torch.long, device=device)
+        first = step(start, None)
+        expanded = [r for r in rows for _ in range(k)]
+        generators = _generators(rows, k, sampling, device)
+        texts = decode_loop(first, step, expanded, sampling, generators, self.tokenizer, self.eos_ids)
+        return [texts[i * k : (i + 1) * k] for i in range(len(rows))]
+
+
+def _generators(rows: Sequence[DecodeRow], k: int, sampling: Sampling, device: Any) -> list[Any]:
+    """One generator per (row, sample index) when sampling; greedy rows need none."""
+    if not sampling.do_sample:
+        return [None] * (len(rows) * k)
+    out = []
+    for r in rows:
+        for j in range(k):
+            gen = torch.Generator(device=device)
+            gen.manual_seed((r.seed + j) % (2**63))
+            out.append(gen)
+    return out
