@@ -135,6 +135,8 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lm-eval-python", default=os.environ.get("LM_EVAL_PYTHON", ""))
+    parser.add_argument("--lm-eval-dtypes", default="fp32",
+                        help="comma list of fp32,bf16 (lm-eval's seq2seq runs are long: see the notes)")
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args()
     data_dir = Path(os.environ["RAI_MULTI_DATA"])
@@ -161,7 +163,8 @@ def main() -> None:
                 print(json.dumps({k: v for k, v in row.items() if not k.startswith("out_")}), flush=True)
             if args.lm_eval_python:
                 mine = {r["workload"]: r for r in rows if r["model"] == shape}
-                for dtype, hf_dtype in (("fp32", "float32"), ("bf16", "bfloat16")):
+                for dtype in args.lm_eval_dtypes.split(","):
+                    hf_dtype = {"fp32": "float32", "bf16": "bfloat16"}[dtype]
                     got = run_lm_eval(args.lm_eval_python, model_dir, reqs, args.batch, tmp / f"lm_{shape}_{dtype}", hf_dtype)
                     for name, res in got.items():
                         mine[name][f"lm_{dtype}_s"] = res["seconds"]
@@ -190,7 +193,8 @@ def render(rows: list[dict], args: argparse.Namespace, peak: dict[str, float], c
         "(2048x2048, best of 8).",
         f"`--dtype auto` resolves to **{chosen}** on this machine.",
         f"Command: `RAI_MULTI_DATA=... python benchmarks/bench_eval.py --prompts {args.prompts} --new-tokens "
-        f"{args.new_tokens} --batch {args.batch}{' --lm-eval-python PYTHON_WITH_LM_EVAL' if lm else ''}`", "",
+        f"{args.new_tokens} --batch {args.batch}"
+        f"{' --lm-eval-python PYTHON_WITH_LM_EVAL --lm-eval-dtypes ' + args.lm_eval_dtypes if lm else ''}`", "",
         "Greedy, fixed max new tokens, random weights with the named shapes (speed does not depend on the weights), "
         "the same prompts for every path (MGSM 8-shot native CoT and zero-shot CoT in en/de/sw/bn, TyDiQA GoldP "
         "one-shot in en/fi/sw/bn; each path's stop strings apply). Every path gets one warm-up call first.",
@@ -216,8 +220,8 @@ def render(rows: list[dict], args: argparse.Namespace, peak: dict[str, float], c
         cells = [r["model"], r["workload"], str(r["n"]), f"{r['naive_s']:.1f}", f"{r['fp32_s']:.1f}",
                  f"{r['bf16_s']:.1f}", f"{_ratio(r['naive_s'], r['fp32_s'])} / {_ratio(r['naive_s'], r['bf16_s'])}"]
         if lm:
-            cells += [f"{r['lm_fp32_s']:.1f}" if r.get("lm_fp32_s") else "did not run",
-                      f"{r['lm_bf16_s']:.1f}" if r.get("lm_bf16_s") else "did not run",
+            cells += [f"{r['lm_fp32_s']:.1f}" if r.get("lm_fp32_s") else "not run",
+                      f"{r['lm_bf16_s']:.1f}" if r.get("lm_bf16_s") else "not run",
                       f"{_ratio(r.get('lm_fp32_s'), r['fp32_s'])} / {_ratio(r.get('lm_bf16_s'), r['bf16_s'])}"]
         cells += [f"{r['n'] / r['bf16_s']:.2f}, {r['new_tokens'] / r['bf16_s']:.0f}",
                   f"{f32 / r['fp32_s']:.0%} / {f16 / r['bf16_s']:.0%}",

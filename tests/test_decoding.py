@@ -77,7 +77,7 @@ def test_plain_cache_detection(tiny_causal, tiny_sliding):
 
 def test_preallocated_layer_appends_in_place_and_selects_rows():
     keys = torch.arange(2 * 1 * 3 * 2, dtype=torch.float32).reshape(2, 1, 3, 2)
-    layer = PreallocatedLayer(keys, -keys, capacity=5)
+    layer = PreallocatedLayer.filled(keys, -keys, capacity=5)
     buffer = layer._k
     k, v = layer.update(torch.full((2, 1, 1, 2), 7.0), torch.full((2, 1, 1, 2), -7.0))
     assert layer._k is buffer  # no reallocation within capacity

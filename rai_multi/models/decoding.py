@@ -52,6 +52,16 @@ class DecodeRow:
     seed: int
 
 
+@dataclass(frozen=True)
+class PrefillUnit:
+    """Rows prefilled after the same shared prefix (token ids and its computed cache; empty
+    and None when there is none)."""
+
+    prefix: tuple[int, ...]
+    cache: Any
+    rows: tuple[DecodeRow, ...]
+
+
 def row_seed(seed: int, sample_id: str) -> int:
     """Seed base for one request's samples: the run seed and the sample id, nothing that
     depends on which other requests share its batch."""
@@ -74,17 +84,22 @@ class PreallocatedLayer(DynamicLayer):
     ``values`` are views of the filled part, so everything transformers reads from a
     DynamicLayer (lengths, mask sizes) stays as it expects."""
 
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor, capacity: int):
+    def __init__(self, key_buffer: torch.Tensor, value_buffer: torch.Tensor, length: int):
+        """Take ownership of buffers whose first ``length`` positions are filled."""
         super().__init__()
-        batch, heads, length, _ = keys.shape
-        self._k = keys.new_zeros((batch, heads, max(capacity, length), keys.shape[-1]))
-        self._v = values.new_zeros((batch, heads, max(capacity, length), values.shape[-1]))
-        self._k[:, :, :length] = keys
-        self._v[:, :, :length] = values
-        self._len = length
-        self.device, self.dtype = keys.device, keys.dtype
+        self._k, self._v, self._len = key_buffer, value_buffer, length
+        self.device, self.dtype = key_buffer.device, key_buffer.dtype
         self.is_initialized = True
         self._refresh()
+
+    @classmethod
+    def filled(cls, keys: torch.Tensor, values: torch.Tensor, capacity: int) -> "PreallocatedLayer":
+        """A layer holding copies of ``keys``/``values`` with room for ``capacity`` positions."""
+        batch, heads, length, _ = keys.shape
+        k = keys.new_empty((batch, heads, max(capacity, length), keys.shape[-1]))
+        v = values.new_empty((batch, heads, max(capacity, length), values.shape[-1]))
+        k[:, :, :length], v[:, :, :length] = keys, values
+        return cls(k, v, length)
 
     def _refresh(self) -> None:
         self.keys = self._k[:, :, : self._len]
@@ -257,52 +272,62 @@ class CausalDecoder:
                          logits_to_keep=1, **{self.cache_kw: cache})
         return out.logits[:, -1], cache, mask, positions[:, -1]
 
-    def _merge(self, parts: list[tuple], prefix_len: int, capacity_new: int, repeats: int):
-        """One preallocated cache from sub-batch caches of different widths: each is padded
-        at the prefix boundary (masked columns) to the widest, then rows are repeated
-        ``repeats`` times for sampled continuations."""
+    @staticmethod
+    def _merge(parts: list[tuple], capacity_new: int, repeats: int):
+        """One preallocated cache from sub-batch caches of different widths (and different
+        shared prefixes): each is written left-padded (masked, zeroed columns) into one
+        buffer per layer sized for the new tokens too, its rows repeated ``repeats`` times
+        for sampled continuations. Positions travel with the rows, so padding on the left
+        changes nothing they compute. One write per part and layer: these buffers are the
+        largest tensors of a decode batch."""
         width = max(p[2].shape[1] for p in parts)
-        masks, logits, last = [], [], []
-        per_layer: list[tuple[list[torch.Tensor], list[torch.Tensor]]] = []
-        for logit, cache, mask, pos in parts:
-            gap = width - mask.shape[1]
-            masks.append(torch.cat([mask[:, :prefix_len], mask.new_zeros(mask.shape[0], gap), mask[:, prefix_len:]], 1))
-            logits.append(logit)
-            last.append(pos)
-            for li, layer in enumerate(cache.layers):
-                if li == len(per_layer):
-                    per_layer.append(([], []))
-                for store, t in zip(per_layer[li], (layer.keys, layer.values)):
-                    pad = t.new_zeros(*t.shape[:2], gap, t.shape[-1])
-                    store.append(torch.cat([t[:, :, :prefix_len], pad, t[:, :, prefix_len:]], dim=2))
+        total = sum(p[2].shape[0] for p in parts) * repeats
+        rep = (lambda t: t.repeat_interleave(repeats, 0)) if repeats > 1 else (lambda t: t)
         layers = []
-        for keys, values in per_layer:
-            k = torch.cat(keys).repeat_interleave(repeats, 0)
-            v = torch.cat(values).repeat_interleave(repeats, 0)
-            layers.append(PreallocatedLayer(k, v, width + capacity_new))
-        mask = torch.cat(masks).repeat_interleave(repeats, 0)
-        return (torch.cat(logits).repeat_interleave(repeats, 0), Cache(layers=layers), mask,
-                torch.cat(last).repeat_interleave(repeats, 0))
+        for li in range(len(parts[0][1].layers)):
+            buffers = []
+            for which in ("keys", "values"):
+                ref = getattr(parts[0][1].layers[li], which)
+                buf = ref.new_empty((total, ref.shape[1], width + capacity_new, ref.shape[-1]))
+                row = 0
+                for _, cache, mask, _ in parts:
+                    t = getattr(cache.layers[li], which)
+                    n, gap = t.shape[0] * repeats, width - t.shape[2]
+                    if gap:
+                        buf[row : row + n, :, :gap] = 0  # never NaN under a zero attention weight
+                    buf[row : row + n, :, gap:width] = rep(t)
+                    row += n
+                buffers.append(buf)
+            layers.append(PreallocatedLayer(buffers[0], buffers[1], width))
+        masks = [torch.cat([m.new_zeros(m.shape[0], width - m.shape[1]), m], 1) for _, _, m, _ in parts]
+        return (rep(torch.cat([p[0] for p in parts])), Cache(layers=layers), rep(torch.cat(masks)),
+                rep(torch.cat([p[3] for p in parts])))
 
     @torch.inference_mode()
-    def generate(self, rows: Sequence[DecodeRow], sampling: Sampling, num_samples: int,
-                 prefix: Sequence[int] = (), prefix_cache: Any = None) -> list[list[str]]:
-        """``num_samples`` continuations per row; rows should be sorted longest first."""
-        lengths = [len(r.ids) for r in rows]
-        subs = [[rows[i] for i in part] for part in _budget_split(lengths, self.token_budget)]
+    def generate(self, units: Sequence[PrefillUnit], sampling: Sampling, num_samples: int) -> list[list[str]]:
+        """``num_samples`` continuations per row, rows in the order the units list them
+        (each unit's rows sorted longest first). Every unit is prefilled in token-budget
+        sub-batches after its own shared prefix; with a plain cache all sub-batches are
+        then decoded as one batch, else each sub-batch on its own."""
+        parts, rows, subs = [], [], []
+        for unit in units:
+            lengths = [len(r.ids) for r in unit.rows]
+            for part in _budget_split(lengths, self.token_budget):
+                sub = [unit.rows[i] for i in part]
+                parts.append(self._prefill(sub, len(unit.prefix), unit.cache))
+                rows.extend(sub)
+                subs.append(sub)
         if not self.plain:  # sliding windows or other caches: decode each sub-batch alone
             out: list[list[str]] = []
-            for sub in subs:
-                out.extend(self._decode([self._prefill(sub, len(prefix), prefix_cache)], sub, sampling,
-                                        num_samples, len(prefix), merge=False))
+            for part, sub in zip(parts, subs):
+                out.extend(self._decode([part], sub, sampling, num_samples, merge=False))
             return out
-        parts = [self._prefill(sub, len(prefix), prefix_cache) for sub in subs]
-        return self._decode(parts, list(rows), sampling, num_samples, len(prefix), merge=True)
+        return self._decode(parts, rows, sampling, num_samples, merge=True)
 
-    def _decode(self, parts, rows, sampling: Sampling, k: int, prefix_len: int, merge: bool) -> list[list[str]]:
+    def _decode(self, parts, rows, sampling: Sampling, k: int, merge: bool) -> list[list[str]]:
         max_new = max(r.max_new_tokens for r in rows)
         if merge:
-            logits, cache, mask, last = self._merge(parts, prefix_len, max_new, k)
+            logits, cache, mask, last = self._merge(parts, max_new, k)
         else:
             logits, cache, mask, last = parts[0]
             if k > 1:
@@ -327,6 +352,7 @@ class CausalDecoder:
 
 
 # ---------------------------------------------------------------------- encoder-decoder models
+ENCODER_BUDGET_CPU = 1024
 class Seq2SeqDecoder:
     """Encoder in token-budget sub-batches, then one decode over all rows (encoder states
     padded to the longest, padding masked): the encoder runs once per prompt, whatever
@@ -340,6 +366,10 @@ class Seq2SeqDecoder:
         self.cache_kw = _cache_kwarg(model)
         self.eos_ids = _eos_ids(model, tokenizer)
         self.start_id = model.config.decoder_start_token_id
+        # Encoder sub-batches: on a CPU a prompt of a few hundred tokens already fills the
+        # matmuls, and padding costs a bias-plus-mask tensor per layer, so long prompts run
+        # alone (measured: benchmarks/RESULTS.md); a GPU batches them.
+        self.encoder_budget = token_budget if torch.cuda.is_available() else min(token_budget, ENCODER_BUDGET_CPU)
 
     @torch.inference_mode()
     def generate(self, rows: Sequence[DecodeRow], sampling: Sampling, num_samples: int) -> list[list[str]]:
@@ -349,7 +379,7 @@ class Seq2SeqDecoder:
         encoder = self.model.get_encoder()
         width = max(len(r.ids) for r in rows)
         states, masks = [], []
-        for part in _budget_split([len(r.ids) for r in rows], self.token_budget):
+        for part in _budget_split([len(r.ids) for r in rows], self.encoder_budget):
             sub = [rows[i] for i in part]
             w = max(len(r.ids) for r in sub)
             ids = torch.full((len(sub), w), self.pad_id, dtype=torch.long)
@@ -357,7 +387,11 @@ class Seq2SeqDecoder:
             for i, r in enumerate(sub):
                 ids[i, : len(r.ids)] = torch.tensor(r.ids, dtype=torch.long)
                 mask[i, : len(r.ids)] = 1
-            hidden = encoder(input_ids=ids.to(device), attention_mask=mask[:, :w].to(device)).last_hidden_state
+            # no padding, no mask: T5's attention then adds its position bias as is instead of
+            # materialising bias-plus-mask for every layer (a batch x heads x L x L tensor)
+            padded = any(len(r.ids) < w for r in sub)
+            hidden = encoder(input_ids=ids.to(device),
+                             attention_mask=mask[:, :w].to(device) if padded else None).last_hidden_state
             states.append(torch.cat([hidden, hidden.new_zeros(hidden.shape[0], width - w, hidden.shape[-1])], 1))
             masks.append(mask.to(device))
         k = num_samples

@@ -15,7 +15,8 @@ from typing import Any, Sequence
 
 import torch
 
-from rai_multi.models.decoding import CausalDecoder, DecodeRow, Sampling, Seq2SeqDecoder, cut_at_stop, row_seed
+from rai_multi.models.decoding import (CausalDecoder, DecodeRow, PrefillUnit, Sampling, Seq2SeqDecoder, cut_at_stop,
+                                      row_seed)
 from rai_multi.records import GenerationRequest, Loglikelihood, LoglikelihoodRequest
 
 __all__ = ["HFAdapter", "cut_at_stop"]
@@ -133,25 +134,33 @@ class HFAdapter:
             groups.setdefault((sampling, r.num_samples), []).append(i)
         for (sampling, k), indices in groups.items():
             encoded = {i: self._encode_prompt(requests[i].prompt, requests[i].max_new_tokens) for i in indices}
+            prefix_of: dict[int, tuple[int, ...]] = {}
+            caches: dict[tuple[int, ...], Any] = {(): None}
             for prefix, members in self._prefix_groups(requests, indices, encoded):
-                members.sort(key=lambda i: -len(encoded[i]))
-                prefix_cache = self._prefix_cache(prefix) if prefix else None
-                per_batch = max(1, self.batch_size // k)
-                for start in range(0, len(members), per_batch):
-                    batch = members[start : start + per_batch]
-                    rows = [DecodeRow(tuple(encoded[i][len(prefix):]), requests[i].max_new_tokens, requests[i].stop,
-                                      row_seed(requests[i].seed, ids[i])) for i in batch]
-                    outs = self._decode(rows, sampling, k, prefix, prefix_cache)
-                    for i, o in zip(batch, outs):
-                        results[i] = o
+                prefix_of.update({i: prefix for i in members})
+                if prefix:
+                    caches[prefix] = self._prefix_cache(prefix)
+            order = sorted(indices, key=lambda i: -len(encoded[i]))
+            per_batch = max(1, self.batch_size // k)
+            for start in range(0, len(order), per_batch):
+                by_prefix: dict[tuple[int, ...], list[int]] = {}
+                for i in order[start : start + per_batch]:
+                    by_prefix.setdefault(prefix_of[i], []).append(i)
+                units = [PrefillUnit(prefix, caches[prefix], tuple(
+                    DecodeRow(tuple(encoded[i][len(prefix):]), requests[i].max_new_tokens, requests[i].stop,
+                              row_seed(requests[i].seed, ids[i])) for i in members))
+                    for prefix, members in by_prefix.items()]
+                outs = self._decode(units, sampling, k)
+                for i, o in zip([i for members in by_prefix.values() for i in members], outs):
+                    results[i] = o
         return [r if r is not None else [] for r in results]
 
-    def _decode(self, rows: list[DecodeRow], sampling: Sampling, k: int, prefix: tuple[int, ...],
-                prefix_cache: Any) -> list[list[str]]:
+    def _decode(self, units: list[PrefillUnit], sampling: Sampling, k: int) -> list[list[str]]:
+        """Continuations of every unit's rows, in unit order."""
         if self.is_seq2seq:
+            rows = [r for unit in units for r in unit.rows]
             return Seq2SeqDecoder(self.model, self.tokenizer, self.token_budget).generate(rows, sampling, k)
-        decoder = CausalDecoder(self.model, self.tokenizer, self.token_budget)
-        return decoder.generate(rows, sampling, k, prefix=prefix, prefix_cache=prefix_cache)
+        return CausalDecoder(self.model, self.tokenizer, self.token_budget).generate(units, sampling, k)
 
     # ---------------------------------------------------------------- few-shot prefix reuse
     def _prefix_groups(self, requests: Sequence[GenerationRequest], indices: list[int],
