@@ -27,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 TASKS = {
     "mgsm": (["mgsm", "--setting", "native_cot", "--langs", "en,de,sw,bn", "--max-new-tokens", "96"],
              "mgsm-native_cot", [("accuracy", "all_excl_en"), ("accuracy", "lang=en")]),
-    "tydiqa": (["tydiqa", "--langs", "en,fi,sw,bn", "--max-new-tokens", "16"], "tydiqa",
+    "tydiqa": (["tydiqa", "--langs", "en,fi,sw,bn", "--max-new-tokens", "16"], "tydiqa-one_shot",
                [("squad_f1", "all_excl_en"), ("f1", "all_excl_en")]),
     "bias": (["bias", "--benchmarks", "crows_pairs,bbq", "--setting", "mc"], None,
              [("crows_score", "all"), ("bias_score_ambig", "all"), ("bias_score_disambig", "all"),

@@ -229,9 +229,8 @@ def _budget_split(lengths: Sequence[int], token_budget: int) -> list[range]:
     return parts
 
 
-class CausalDecoder:
-    """Prefill and decode for a decoder-only model, optionally after a shared prefix whose
-    cache was computed once."""
+class _Decoder:
+    """What both decoders need to know about the model and tokenizer."""
 
     def __init__(self, model: Any, tokenizer: Any, token_budget: int):
         self.model = model
@@ -239,8 +238,16 @@ class CausalDecoder:
         self.token_budget = token_budget
         self.pad_id = tokenizer.pad_token_id
         self.cache_kw = _cache_kwarg(model)
-        self.plain = plain_kv_cache(model.config)
         self.eos_ids = _eos_ids(model, tokenizer)
+
+
+class CausalDecoder(_Decoder):
+    """Prefill and decode for a decoder-only model, optionally after a shared prefix whose
+    cache was computed once."""
+
+    def __init__(self, model: Any, tokenizer: Any, token_budget: int):
+        super().__init__(model, tokenizer, token_budget)
+        self.plain = plain_kv_cache(model.config)
 
     @torch.inference_mode()
     def prefix_cache(self, prefix: Sequence[int]) -> Any:
@@ -353,18 +360,15 @@ class CausalDecoder:
 
 # ---------------------------------------------------------------------- encoder-decoder models
 ENCODER_BUDGET_CPU = 1024
-class Seq2SeqDecoder:
+
+
+class Seq2SeqDecoder(_Decoder):
     """Encoder in token-budget sub-batches, then one decode over all rows (encoder states
     padded to the longest, padding masked): the encoder runs once per prompt, whatever
     the number of sampled continuations."""
 
     def __init__(self, model: Any, tokenizer: Any, token_budget: int):
-        self.model = model
-        self.tokenizer = tokenizer
-        self.token_budget = token_budget
-        self.pad_id = tokenizer.pad_token_id
-        self.cache_kw = _cache_kwarg(model)
-        self.eos_ids = _eos_ids(model, tokenizer)
+        super().__init__(model, tokenizer, token_budget)
         self.start_id = model.config.decoder_start_token_id
         # Encoder sub-batches: on a CPU a prompt of a few hundred tokens already fills the
         # matmuls, and padding costs a bias-plus-mask tensor per layer, so long prompts run
