@@ -130,7 +130,11 @@ class PreallocatedLayer(DynamicLayer):
         self._refresh()
 
     def crop(self, tokens_to_remove: int) -> None:
-        self._len = max(0, self._len - abs(tokens_to_remove)) if tokens_to_remove < 0 else min(self._len, tokens_to_remove)
+        """Drop the last ``-tokens_to_remove`` positions (the parent's contract); overridden
+        because the parent's slicing of ``keys`` would leave the buffer length behind."""
+        if tokens_to_remove > 0:
+            raise ValueError("crop takes a negative number of positions to remove")
+        self._len = max(0, self._len + tokens_to_remove)
         self._refresh()
 
 

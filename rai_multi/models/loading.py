@@ -82,8 +82,8 @@ def cpu_has_native_bf16() -> bool:
 
 def resolve_dtype(dtype: str) -> str:
     """``auto`` is the fastest dtype the hardware runs natively: bf16 on a GPU that supports
-    it and on a CPU with bf16 instructions, else fp32. bf16 changes a few greedy outputs
-    against fp32; benchmarks/RESULTS.md counts them and how far the metrics move."""
+    it and on a CPU with bf16 instructions, else fp32. bf16 changes greedy outputs against
+    fp32, long generations most (benchmarks/DTYPE_DRIFT.md); ``fp32`` reproduces fp32 runs."""
     import torch
 
     if dtype != "auto":
