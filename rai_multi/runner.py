@@ -129,8 +129,11 @@ def generate_responses(
         keys = {s.id: cache_key(model.fingerprint, task.name, task.version, s.request) for s in samples}
         cached = cache.get_many(set(keys.values()))
         responses = {s.id: cached[keys[s.id]] for s in samples if keys[s.id] in cached}
-        pending = [s for s in samples if s.id not in responses]
-        pending = pending[shard.rank :: shard.world_size]
+        # The stride is taken over all samples, not over the ones missing from the cache:
+        # ranks start at different times, and a rank that reads the cache after a faster
+        # peer has committed would otherwise re-stride the remainder and leave some
+        # samples to nobody (rank 0 then waits for them forever).
+        pending = [s for s in samples[shard.rank :: shard.world_size] if s.id not in responses]
         # Length-sorted (longest first) so each batch pads little and OOM shows up early.
         pending.sort(key=_request_length, reverse=True)
         chunk = options.chunk_size or max(1, options.batch_size * 4)
@@ -158,16 +161,43 @@ def generate_responses(
         cache.close()
 
 
-def _wait_for_shards(task: Task, model: ModelAdapter, samples: Sequence[Sample], options: RunOptions) -> dict[str, Response]:
-    """Rank 0: poll the shared cache until every sample has an answer."""
+SHARD_STALL_SECONDS = 3600.0
+
+
+def _wait_for_shards(
+    task: Task,
+    model: ModelAdapter,
+    samples: Sequence[Sample],
+    options: RunOptions,
+    stall_seconds: float | None = None,
+    poll_seconds: float = 0.5,
+) -> dict[str, Response]:
+    """Rank 0: poll the shared cache until every sample has an answer.
+
+    A peer that dies makes torchrun stop the whole job, but a peer that hangs would leave
+    rank 0 polling for ever; so when no new answer arrives for ``stall_seconds``
+    (``RAI_MULTI_SHARD_STALL_SECONDS``, default an hour: one chunk of a large model can be
+    slow) rank 0 gives up with a clear error. Answers already committed stay in the cache
+    and a re-run resumes from them."""
+    if stall_seconds is None:
+        stall_seconds = float(os.environ.get("RAI_MULTI_SHARD_STALL_SECONDS", SHARD_STALL_SECONDS))
     cache = GenerationCache(cache_dir(options.out_dir) / "generations.sqlite")
     try:
         keys = {s.id: cache_key(model.fingerprint, task.name, task.version, s.request) for s in samples}
+        have, last_progress = -1, time.monotonic()
         while True:
             found = cache.get_many(set(keys.values()))
             if all(k in found for k in keys.values()):
                 return {sid: found[k] for sid, k in keys.items()}
-            time.sleep(0.5)
+            if len(found) > have:
+                have, last_progress = len(found), time.monotonic()
+            elif time.monotonic() - last_progress > stall_seconds:
+                missing = sum(k not in found for k in keys.values())
+                raise RaiMultiError(
+                    f"{task.name}: {missing} of {len(keys)} answers still missing after {stall_seconds:.0f} s "
+                    "without progress from the other ranks; re-run to resume from the cache"
+                )
+            time.sleep(poll_seconds)
     finally:
         cache.close()
 

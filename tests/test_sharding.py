@@ -10,7 +10,46 @@ import sys
 
 import pytest
 
+from rai_multi.errors import RaiMultiError
+from rai_multi.models.scripted import ScriptedAdapter
+from rai_multi.runner import RunOptions, Shard, _wait_for_shards, generate_responses
 from rai_multi.store import RunDir
+from rai_multi.tasks.mgsm import MgsmTask
+
+
+def _recording_adapter(asked: list[str]) -> ScriptedAdapter:
+    def generate(request, sample_id):
+        asked.append(sample_id)
+        return [f"The answer is {len(asked)}."]
+
+    adapter = ScriptedAdapter("rec", generate_fn=generate)
+    adapter.cacheable = True
+    return adapter
+
+
+def test_late_rank_generates_its_own_stride_whatever_the_cache_holds(data_dir, tmp_path):
+    # CI once hung here: rank 1 started after rank 0 had committed its answers, took its
+    # stride of what was still missing (3 of 6) and left the other 3 to nobody.
+    task = MgsmTask(langs=["en", "bn", "sw"], data_dir=data_dir, limit=4)
+    samples = task.build_samples()
+    ids = [s.id for s in samples]
+    options = RunOptions(tmp_path, "rec", progress=False)
+    asked0: list[str] = []
+    asked1: list[str] = []
+    generate_responses(task, _recording_adapter(asked0), samples, options, Shard(rank=0, world_size=2))
+    generate_responses(task, _recording_adapter(asked1), samples, options, Shard(rank=1, world_size=2))
+    assert sorted(asked0) == sorted(ids[0::2]) and sorted(asked1) == sorted(ids[1::2])
+    found = _wait_for_shards(task, _recording_adapter([]), samples, options, stall_seconds=0.0)
+    assert sorted(found) == sorted(ids)
+
+
+def test_rank0_gives_up_with_a_clear_error_when_peers_stall(data_dir, tmp_path):
+    task = MgsmTask(langs=["en", "bn", "sw"], data_dir=data_dir, limit=4)
+    samples = task.build_samples()
+    options = RunOptions(tmp_path, "rec", progress=False)
+    generate_responses(task, _recording_adapter([]), samples, options, Shard(rank=0, world_size=2))
+    with pytest.raises(RaiMultiError, match="6 of 12 answers still missing"):
+        _wait_for_shards(task, _recording_adapter([]), samples, options, stall_seconds=0.2, poll_seconds=0.05)
 
 
 @pytest.mark.slow
