@@ -82,10 +82,16 @@ def cut_at_stop(text: str, stops: Sequence[str]) -> str:
 class PreallocatedLayer(DynamicLayer):
     """One layer's keys and values in a buffer sized for the whole generation; ``keys`` and
     ``values`` are views of the filled part, so everything transformers reads from a
-    DynamicLayer (lengths, mask sizes) stays as it expects."""
+    DynamicLayer (lengths, mask sizes) stays as it expects.
+
+    Positions past the filled part always hold finite values (zeros until written), and
+    each view carries its whole buffer as ``full_buffer``: the CPU decode attention
+    (cpu_attention.py) multiplies the contiguous buffers, which is several times faster
+    than multiplying the strided views, and gives the unfilled positions zero weight."""
 
     def __init__(self, key_buffer: torch.Tensor, value_buffer: torch.Tensor, length: int):
-        """Take ownership of buffers whose first ``length`` positions are filled."""
+        """Take ownership of buffers whose first ``length`` positions are filled and whose
+        other positions are finite (zeros)."""
         super().__init__()
         self._k, self._v, self._len = key_buffer, value_buffer, length
         self.device, self.dtype = key_buffer.device, key_buffer.dtype
@@ -99,11 +105,13 @@ class PreallocatedLayer(DynamicLayer):
         k = keys.new_empty((batch, heads, max(capacity, length), keys.shape[-1]))
         v = values.new_empty((batch, heads, max(capacity, length), values.shape[-1]))
         k[:, :, :length], v[:, :, :length] = keys, values
+        k[:, :, length:], v[:, :, length:] = 0, 0
         return cls(k, v, length)
 
     def _refresh(self) -> None:
         self.keys = self._k[:, :, : self._len]
         self.values = self._v[:, :, : self._len]
+        self.keys.full_buffer, self.values.full_buffer = self._k, self._v
 
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
         raise RuntimeError("a PreallocatedLayer is built filled")
@@ -222,14 +230,27 @@ def decode_loop(
 
 
 # ---------------------------------------------------------------------- causal models
-def _budget_split(lengths: Sequence[int], token_budget: int) -> list[range]:
-    """Consecutive sub-batches (inputs sorted longest first) of about ``token_budget``
-    padded tokens each."""
+# On a CPU every padded position costs as much as a real one (the matmuls are compute-bound),
+# so a sub-batch ends where the next prompt is this much shorter than its longest; on a GPU
+# fuller batches are worth their padding.
+PAD_WASTE_CPU = 0.25
+
+
+def _budget_split(lengths: Sequence[int], token_budget: int, max_waste: float = 1.0, prefix: int = 0) -> list[range]:
+    """Consecutive sub-batches (inputs sorted longest first) of at most about
+    ``token_budget`` padded tokens each, none holding an input more than ``max_waste``
+    shorter than its longest (so at most that fraction of any row is padding). Inputs that
+    follow a shared prefix of ``prefix`` tokens are judged with it: every row attends to
+    it, and each extra sub-batch copies its cache."""
     parts, start = [], 0
     while start < len(lengths):
-        size = max(1, token_budget // max(1, lengths[start]))
-        parts.append(range(start, min(len(lengths), start + size)))
-        start += size
+        longest = max(1, lengths[start])
+        end = min(len(lengths), start + max(1, token_budget // longest))
+        stop = start + 1
+        while stop < end and lengths[stop] + prefix >= (longest + prefix) * (1.0 - max_waste):
+            stop += 1
+        parts.append(range(start, stop))
+        start = stop
     return parts
 
 
@@ -243,6 +264,7 @@ class _Decoder:
         self.pad_id = tokenizer.pad_token_id
         self.cache_kw = _cache_kwarg(model)
         self.eos_ids = _eos_ids(model, tokenizer)
+        self.max_waste = 1.0 if torch.cuda.is_available() else PAD_WASTE_CPU
 
 
 class CausalDecoder(_Decoder):
@@ -308,6 +330,7 @@ class CausalDecoder(_Decoder):
                         buf[row : row + n, :, :gap] = 0  # never NaN under a zero attention weight
                     buf[row : row + n, :, gap:width] = rep(t)
                     row += n
+                buf[:, :, width:] = 0  # room for the new tokens: finite until written
                 buffers.append(buf)
             layers.append(PreallocatedLayer(buffers[0], buffers[1], width))
         masks = [torch.cat([m.new_zeros(m.shape[0], width - m.shape[1]), m], 1) for _, _, m, _ in parts]
@@ -323,7 +346,7 @@ class CausalDecoder(_Decoder):
         parts, rows, subs = [], [], []
         for unit in units:
             lengths = [len(r.ids) for r in unit.rows]
-            for part in _budget_split(lengths, self.token_budget):
+            for part in _budget_split(lengths, self.token_budget, self.max_waste, len(unit.prefix)):
                 sub = [unit.rows[i] for i in part]
                 parts.append(self._prefill(sub, len(unit.prefix), unit.cache))
                 rows.extend(sub)
@@ -387,7 +410,7 @@ class Seq2SeqDecoder(_Decoder):
         encoder = self.model.get_encoder()
         width = max(len(r.ids) for r in rows)
         states, masks = [], []
-        for part in _budget_split([len(r.ids) for r in rows], self.encoder_budget):
+        for part in _budget_split([len(r.ids) for r in rows], self.encoder_budget, self.max_waste):
             sub = [rows[i] for i in part]
             w = max(len(r.ids) for r in sub)
             ids = torch.full((len(sub), w), self.pad_id, dtype=torch.long)

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from rai_multi.errors import ModelLoadError
+from rai_multi.models.cpu_attention import IMPLEMENTATION as CPU_DECODE_ATTENTION
+from rai_multi.models.cpu_attention import use_cpu_decode_attention
 from rai_multi.models.hf import HFAdapter
 from rai_multi.store import file_sha256
 
@@ -171,11 +173,16 @@ def load_model(
         description["revision"] = commit
     dtype = resolve_dtype(dtype)
     model = _apply_dtype(model, dtype)
+    attention = ""
+    if use_cpu_decode_attention(model):
+        # A different kernel rounds differently: cached bf16 answers of the SDPA path are not reused.
+        attention = f"|{CPU_DECODE_ATTENTION}"
+        description["attention"] = CPU_DECODE_ATTENTION
     return HFAdapter(
         model,
         tokenizer,
         name=display,
-        fingerprint=f"{fingerprint}|{dtype}",
+        fingerprint=f"{fingerprint}|{dtype}{attention}",
         batch_size=batch_size,
         chat_template=chat_template,
         description=description,

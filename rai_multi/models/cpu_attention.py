@@ -1,0 +1,151 @@
+"""Decode-step attention for bf16/fp16 models on a CPU.
+
+Why: in a decode step the query is one token and the keys are the whole context, and
+PyTorch's CPU flash-attention kernel handles that shape slowly in bf16: for a batch of 16
+rows over ~1.9k cached tokens (SmolLM2 shape, grouped heads) it took 4.3 ms a layer where
+three plain ops (scores matmul, softmax, values matmul) take 2.4 ms, and at 600 tokens
+2.0 ms against 0.7 ms (benchmarks/RESULTS.md has the end-to-end effect). In fp32 the two
+are level, so fp32 keeps transformers' SDPA path and its outputs stay bit-identical to
+``model.generate`` (tests/test_decoding.py).
+
+Everything else (prefill, masks, models or inputs this does not cover) goes to
+transformers' own SDPA function unchanged. The function is registered with transformers'
+attention interface under :data:`IMPLEMENTATION` (its documented extension point) and only
+models that :func:`use_cpu_decode_attention` switches over use it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+IMPLEMENTATION = "rai_multi_cpu_decode"
+_LOW_PRECISION = (torch.bfloat16, torch.float16)
+
+
+def _covered(query: torch.Tensor, key: torch.Tensor, dropout: float, kwargs: dict[str, Any]) -> bool:
+    """One query token, low precision, CPU, nothing beyond an additive or boolean mask."""
+    return (
+        query.shape[2] == 1
+        and query.device.type == "cpu"
+        and query.dtype in _LOW_PRECISION
+        and key.shape[-1] == query.shape[-1]
+        and not dropout
+        and kwargs.get("softcap") is None
+        and kwargs.get("s_aux") is None
+        and kwargs.get("sinks") is None
+    )
+
+
+def _covered_prefill(query: torch.Tensor, dropout: float, kwargs: dict[str, Any]) -> bool:
+    return (query.device.type == "cpu" and query.dtype in _LOW_PRECISION and not dropout
+            and kwargs.get("softcap") is None and kwargs.get("s_aux") is None and kwargs.get("sinks") is None)
+
+
+def decode_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    mask: torch.Tensor | None,
+    scaling: float,
+    bias: torch.Tensor | None = None,
+    length: int | None = None,
+) -> torch.Tensor:
+    """softmax(q k^T * scaling + bias, masked) v for one query token.
+
+    Shapes: query [B, H, 1, D], key/value [B, KVH, C, D] with H a multiple of KVH (grouped
+    heads share keys without copying them), of which the first ``length`` positions
+    (default all C) are the context and the rest are finite filler that gets zero weight;
+    mask [B or 1, 1, 1, length] boolean (True = attend) or additive, bias
+    [B or 1, H, 1, length] additive. Returns [B, H, 1, D]. The softmax runs in float32
+    inside (PyTorch upcasts reduced-precision softmax on CPU)."""
+    batch, heads, _, dim = query.shape
+    kv_heads, capacity = key.shape[1], key.shape[2]
+    length = capacity if length is None else length
+    groups = heads // kv_heads
+    q = (query * scaling).reshape(batch, kv_heads, groups, dim)
+    scores = torch.matmul(q, key.transpose(-1, -2))  # [B, KVH, G, C]
+    context = scores[..., :length]
+    if bias is not None:
+        context += bias.reshape(bias.shape[0], kv_heads, groups, -1)
+    if mask is not None:
+        mask = mask.reshape(mask.shape[0], 1, 1, -1)
+        if mask.dtype == torch.bool:
+            context.masked_fill_(~mask, float("-inf"))
+        else:
+            context += mask
+    if length < capacity:
+        scores[..., length:] = float("-inf")
+    weights = torch.softmax(scores, dim=-1)
+    return torch.matmul(weights, value).reshape(batch, heads, 1, dim)
+
+
+def cpu_decode_attention_forward(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    is_causal: bool | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """transformers attention-interface function: decode steps here, the rest to SDPA."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    bias = kwargs.get("position_bias")
+    groups = getattr(module, "num_key_value_groups", 1) or 1
+    if query.shape[2] > 1 and groups > 1 and attention_mask is not None and bias is None and _covered_prefill(
+            query, dropout, kwargs):
+        # A masked prefill with grouped heads: transformers copies every key/value head
+        # group-fold first (repeat_kv), which for prompts after a long shared prefix cost as
+        # much as the attention itself; SDPA broadcasts the groups without the copy.
+        out = torch.nn.functional.scaled_dot_product_attention(
+            query, key, value, attn_mask=attention_mask, scale=scaling, enable_gqa=True)
+        return out.transpose(1, 2).contiguous(), None
+    if not _covered(query, key, dropout, kwargs) or (bias is not None and groups > 1):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      is_causal=is_causal, **kwargs)
+    if attention_mask is not None and attention_mask.shape[-2] != 1:
+        attention_mask = attention_mask[..., -1:, :]
+    scale = query.shape[-1] ** -0.5 if scaling is None else scaling
+    length = key.shape[2]
+    full_key, full_value = getattr(key, "full_buffer", None), getattr(value, "full_buffer", None)
+    if full_key is not None and full_value is not None and full_key.shape[:2] == key.shape[:2]:
+        key, value = full_key, full_value  # a PreallocatedLayer's contiguous buffers
+    out = decode_attention(query, key, value, attention_mask, scale, bias, length)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def _register() -> None:
+    """Make :data:`IMPLEMENTATION` known to transformers (attention and mask builders; its
+    masks are SDPA's). Idempotent."""
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    if IMPLEMENTATION not in ALL_ATTENTION_FUNCTIONS:
+        ALL_ATTENTION_FUNCTIONS.register(IMPLEMENTATION, cpu_decode_attention_forward)
+    if IMPLEMENTATION not in ALL_MASK_ATTENTION_FUNCTIONS:
+        ALL_MASK_ATTENTION_FUNCTIONS.register(IMPLEMENTATION, sdpa_mask)
+
+
+def use_cpu_decode_attention(model: Any) -> bool:
+    """Switch a CPU model in bf16/fp16 that runs transformers' SDPA attention over to
+    :func:`cpu_decode_attention_forward`; returns whether it did. Models on a GPU, in fp32,
+    or with another attention implementation are left alone."""
+    config = getattr(model, "config", None)
+    if config is None or getattr(config, "_attn_implementation", None) != "sdpa":
+        return False
+    try:
+        param = next(model.parameters())
+    except StopIteration:
+        return False
+    if param.device.type != "cpu" or param.dtype not in _LOW_PRECISION:
+        return False
+    if not hasattr(model, "set_attn_implementation"):
+        return False
+    _register()
+    model.set_attn_implementation(IMPLEMENTATION)
+    return config._attn_implementation == IMPLEMENTATION
