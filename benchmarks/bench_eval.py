@@ -83,11 +83,14 @@ def bench_model(out_dir: Path, shape: str, texts: list[str]) -> Path:
     return model_dir
 
 
-def run_naive(model_dir: Path, reqs: list[GenerationRequest]) -> tuple[float, list[str], int]:
+def run_naive(model_dir: Path, reqs: list[GenerationRequest], dtype: str) -> tuple[float, list[str], int]:
     """transformers generate, batch size 1, prompts in file order, stop strings applied
-    afterwards; also returns the number of tokens generated."""
-    adapter = load_model(str(model_dir), batch_size=1)
+    afterwards, the model in ``dtype`` with transformers' own SDPA attention; also returns
+    the number of tokens generated."""
+    adapter = load_model(str(model_dir), batch_size=1, dtype=dtype)
     model, tok = adapter.model, adapter.tokenizer
+    if model.config._attn_implementation != "sdpa":  # plain transformers, not our CPU decode kernel
+        model.set_attn_implementation("sdpa")
     outs, n_new = [], 0
     with torch.inference_mode():  # warm-up, as every path gets
         model.generate(**tok(reqs[-1].prompt, return_tensors="pt"), max_new_tokens=2, do_sample=False,
@@ -150,13 +153,15 @@ def main() -> None:
         for shape in ("flan-t5-small", "smollm2-135m"):
             model_dir = bench_model(tmp / shape, shape, corpus(reqs) * 2)
             for name, work in reqs.items():
-                t_naive, out_naive, new_tokens = run_naive(model_dir, work)
+                t_naive, out_naive, new_tokens = run_naive(model_dir, work, "fp32")
+                t_naive16, out_naive16, _ = run_naive(model_dir, work, "bf16")
                 t_fp32, out_fp32 = run_rai(model_dir, work, args.batch, "fp32")
                 t_bf16, out_bf16 = run_rai(model_dir, work, args.batch, "bf16")
-                row = {"model": shape, "workload": name, "n": len(work), "naive_s": t_naive, "fp32_s": t_fp32,
-                       "bf16_s": t_bf16, "new_tokens": new_tokens,
+                row = {"model": shape, "workload": name, "n": len(work), "naive_s": t_naive, "naive16_s": t_naive16,
+                       "fp32_s": t_fp32, "bf16_s": t_bf16, "new_tokens": new_tokens,
                        "gflops": count_flops(model_dir, work, args.batch) / 1e9,
                        "same_fp32_vs_naive": sum(a == b for a, b in zip(out_fp32, out_naive)),
+                       "same_bf16_vs_naive16": sum(a == b for a, b in zip(out_bf16, out_naive16)),
                        "same_bf16_vs_fp32": sum(a == b for a, b in zip(out_bf16, out_fp32)),
                        "out_fp32": out_fp32, "out_bf16": out_bf16}
                 rows.append(row)
@@ -198,34 +203,38 @@ def render(rows: list[dict], args: argparse.Namespace, peak: dict[str, float], c
         "Greedy, fixed max new tokens, random weights with the named shapes (speed does not depend on the weights), "
         "the same prompts for every path (MGSM 8-shot native CoT and zero-shot CoT in en/de/sw/bn, TyDiQA GoldP "
         "one-shot in en/fi/sw/bn; each path's stop strings apply). Every path gets one warm-up call first.",
-        "- naive: transformers `generate`, batch size 1, file order, fp32.",
-        "- rai-multi: `HFAdapter.generate` (length-sorted, token-budget prefill merged into decode batches of "
-        "`--batch` rows, per-row stop strings, finished rows dropped, preallocated KV cache, shared few-shot prefix "
-        "for decoder-only models).",
+        "- naive: transformers `generate`, batch size 1, file order, transformers' SDPA attention; in fp32 and in "
+        "bf16 (the model cast), each compared with rai-multi at the same dtype.",
+        "- rai-multi: `HFAdapter.generate` (length-sorted, token-budget prefill split where padding would pass 25% "
+        "of a row, merged into decode batches of `--batch` rows, per-row stop strings, finished rows dropped, "
+        "preallocated KV cache, shared few-shot prefix for decoder-only models; in bf16 its CPU decode attention).",
         "- lm-eval: lm-evaluation-harness's hf backend (`HFLM.generate_until`, what its CLI runs for a "
         "`generate_until` task) on the same requests with their own stop strings, same batch size and dtype, timed "
         "in-process after its model load and a warm-up (benchmarks/lm_eval_driver.py).",
-        "- new tok/s: tokens generated (counted on the naive run, whose outputs equal rai-multi's fp32 ones) / "
+        "- new tok/s: tokens generated (counted on the naive fp32 run) / "
         "rai-multi bf16 time.",
         "- FLOP floor: FLOPs of the rai-multi run (torch FlopCounterMode) / measured matmul peak of that dtype; "
         "fraction = floor / measured time.", "",
-        "| model shape | workload | n | naive fp32 s | rai fp32 s | rai bf16 s | rai vs naive (fp32 / bf16) | "
+        "| model shape | workload | n | naive fp32 s | naive bf16 s | rai fp32 s | rai bf16 s | "
+        "rai vs naive (fp32 / bf16) | "
         + ("lm-eval fp32 s | lm-eval bf16 s | rai vs lm-eval (fp32 / bf16) | " if lm else "")
-        + "samples/s, new tok/s (bf16) | FLOP floor fraction (fp32 / bf16) | outputs = naive (fp32) | "
+        + "samples/s, new tok/s (bf16) | FLOP floor fraction (fp32 / bf16) | outputs = naive (fp32 / bf16) | "
         "bf16 outputs = fp32 |",
-        "|---|---|---|---|---|---|---|" + ("---|---|---|" if lm else "") + "---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|" + ("---|---|---|" if lm else "") + "---|---|---|---|",
     ]
     for r in rows:
         f32, f16 = r["gflops"] / peak["fp32"], r["gflops"] / peak["bf16"]
-        cells = [r["model"], r["workload"], str(r["n"]), f"{r['naive_s']:.1f}", f"{r['fp32_s']:.1f}",
-                 f"{r['bf16_s']:.1f}", f"{_ratio(r['naive_s'], r['fp32_s'])} / {_ratio(r['naive_s'], r['bf16_s'])}"]
+        cells = [r["model"], r["workload"], str(r["n"]), f"{r['naive_s']:.1f}", f"{r['naive16_s']:.1f}",
+                 f"{r['fp32_s']:.1f}", f"{r['bf16_s']:.1f}",
+                 f"{_ratio(r['naive_s'], r['fp32_s'])} / {_ratio(r['naive16_s'], r['bf16_s'])}"]
         if lm:
             cells += [f"{r['lm_fp32_s']:.1f}" if r.get("lm_fp32_s") else "not run",
                       f"{r['lm_bf16_s']:.1f}" if r.get("lm_bf16_s") else "not run",
                       f"{_ratio(r.get('lm_fp32_s'), r['fp32_s'])} / {_ratio(r.get('lm_bf16_s'), r['bf16_s'])}"]
         cells += [f"{r['n'] / r['bf16_s']:.2f}, {r['new_tokens'] / r['bf16_s']:.0f}",
                   f"{f32 / r['fp32_s']:.0%} / {f16 / r['bf16_s']:.0%}",
-                  f"{r['same_fp32_vs_naive']}/{r['n']}", f"{r['same_bf16_vs_fp32']}/{r['n']}"]
+                  f"{r['same_fp32_vs_naive']}/{r['n']} / {r['same_bf16_vs_naive16']}/{r['n']}",
+                  f"{r['same_bf16_vs_fp32']}/{r['n']}"]
         lines.append("| " + " | ".join(cells) + " |")
     if lm:
         same = [(r["model"], r["workload"], r.get("lm_fp32_same"), r.get("lm_bf16_same"), r["n"]) for r in rows]
