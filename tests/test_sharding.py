@@ -1,10 +1,11 @@
-"""Data-parallel evaluation: two processes (torchrun, gloo) each generate their stride of
+"""Data-parallel evaluation: two processes (torchrun) each generate their stride of
 the samples into the shared cache, rank 0 writes one run directory, and the metrics equal
 a single-process run's."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -59,9 +60,11 @@ def test_two_process_eval_equals_one_process(tiny_causal, data_dir, tmp_path):
     single = subprocess.run([sys.executable, "-m", "rai_multi.cli.main", *common, "--out", str(tmp_path / "one")],
                             capture_output=True, text=True, timeout=300)
     assert single.returncode == 0, single.stderr[-2000:]
+    # A stalled peer makes rank 0 fail with its own message well before the test's timeout.
+    env = {**os.environ, "RAI_MULTI_SHARD_STALL_SECONDS": "120"}
     sharded = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m",
                               "rai_multi.cli.main", *common, "--out", str(tmp_path / "two")],
-                             capture_output=True, text=True, timeout=300)
+                             capture_output=True, text=True, timeout=300, env=env)
     assert sharded.returncode == 0, sharded.stderr[-2000:]
     one = RunDir(tmp_path / "one" / "tiny" / "mgsm-native_cot")
     two = RunDir(tmp_path / "two" / "tiny" / "mgsm-native_cot")
