@@ -38,3 +38,24 @@ def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.delenv("RAI_MULTI_CACHE", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_sliding(tmp_path_factory) -> Path:
+    """A tiny Gemma 3 text model: sliding-window layers beside full-attention ones."""
+    import torch
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    from rai_multi.models.tiny import build_tokenizer
+
+    out = tmp_path_factory.mktemp("tiny_sliding")
+    tok = build_tokenizer("causal")
+    config = Gemma3TextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                              num_attention_heads=4, num_key_value_heads=2, head_dim=8, sliding_window=4,
+                              layer_types=["sliding_attention", "full_attention"], max_position_embeddings=512,
+                              pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                              bos_token_id=tok.bos_token_id)
+    torch.manual_seed(0)
+    Gemma3ForCausalLM(config).eval().save_pretrained(out)
+    tok.save_pretrained(out)
+    return out

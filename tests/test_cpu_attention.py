@@ -83,7 +83,7 @@ def _count_fast_calls(monkeypatch) -> dict:
     return calls
 
 
-@pytest.mark.parametrize("fixture", ["tiny_causal", "tiny_seq2seq"])
+@pytest.mark.parametrize("fixture", ["tiny_causal", "tiny_seq2seq", "tiny_sliding"])
 def test_bf16_models_switch_and_agree_with_sdpa_fp32_models_do_not(fixture, request, monkeypatch):
     path = request.getfixturevalue(fixture)
     fp32 = load_model(str(path), dtype="fp32")

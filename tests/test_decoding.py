@@ -6,14 +6,11 @@ batch, and the sampling path's own guarantees."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
 from rai_multi.models.decoding import PreallocatedLayer, Sampling, cut_at_stop, plain_kv_cache
 from rai_multi.models.loading import load_model
-from rai_multi.models.tiny import build_tokenizer
 from rai_multi.records import GenerationRequest
 
 PROMPTS = ["Question: Roger has 5 tennis balls. How many now?\nStep-by-Step Answer:", "Frage: 2 + 3?",
@@ -36,24 +33,6 @@ def _reference(adapter, request: GenerationRequest) -> str:
                              pad_token_id=tok.pad_token_id)
     start = 1 if adapter.is_seq2seq else enc["input_ids"].shape[1]
     return cut_at_stop(tok.decode(out[0, start:], skip_special_tokens=True), request.stop)
-
-
-@pytest.fixture(scope="module")
-def tiny_sliding(tmp_path_factory) -> Path:
-    """A tiny Gemma 3 text model: sliding-window layers beside full-attention ones."""
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
-
-    out = tmp_path_factory.mktemp("tiny_sliding")
-    tok = build_tokenizer("causal")
-    config = Gemma3TextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                              num_attention_heads=4, num_key_value_heads=2, head_dim=8, sliding_window=4,
-                              layer_types=["sliding_attention", "full_attention"], max_position_embeddings=512,
-                              pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-                              bos_token_id=tok.bos_token_id)
-    torch.manual_seed(0)
-    Gemma3ForCausalLM(config).eval().save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
 
 
 @pytest.mark.parametrize("fixture", ["tiny_seq2seq", "tiny_causal", "tiny_sliding"])

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from rai_multi.aggregate import by_group, mean_metric, slice_seed
+from rai_multi.aggregate import by_group, mean_metric
 from rai_multi.data.crows_pairs import load_crows_pairs
 from rai_multi.errors import ConfigError
 from rai_multi.records import LoglikelihoodRequest, Metric, Response, Sample
