@@ -8,8 +8,9 @@ three plain ops (scores matmul, softmax, values matmul) take 2.4 ms, and at 600 
 are level, so fp32 keeps transformers' SDPA path and its outputs stay bit-identical to
 ``model.generate`` (tests/test_decoding.py).
 
-Everything else (prefill, masks, models or inputs this does not cover) goes to
-transformers' own SDPA function unchanged. The function is registered with transformers'
+A masked prefill with grouped key/value heads goes to SDPA with ``enable_gqa`` (no
+repeat_kv copy); everything else (other prefills, models or inputs this does not cover)
+goes to transformers' own SDPA function unchanged. The function is registered with transformers'
 attention interface under :data:`IMPLEMENTATION` (its documented extension point) and only
 models that :func:`use_cpu_decode_attention` switches over use it.
 """
@@ -24,23 +25,15 @@ IMPLEMENTATION = "rai_multi_cpu_decode"
 _LOW_PRECISION = (torch.bfloat16, torch.float16)
 
 
-def _covered(query: torch.Tensor, key: torch.Tensor, dropout: float, kwargs: dict[str, Any]) -> bool:
-    """One query token, low precision, CPU, nothing beyond an additive or boolean mask."""
-    return (
-        query.shape[2] == 1
-        and query.device.type == "cpu"
-        and query.dtype in _LOW_PRECISION
-        and key.shape[-1] == query.shape[-1]
-        and not dropout
-        and kwargs.get("softcap") is None
-        and kwargs.get("s_aux") is None
-        and kwargs.get("sinks") is None
-    )
-
-
-def _covered_prefill(query: torch.Tensor, dropout: float, kwargs: dict[str, Any]) -> bool:
+def _low_precision_cpu(query: torch.Tensor, dropout: float, kwargs: dict[str, Any]) -> bool:
+    """bf16/fp16 on a CPU, inference, nothing beyond an additive or boolean mask."""
     return (query.device.type == "cpu" and query.dtype in _LOW_PRECISION and not dropout
             and kwargs.get("softcap") is None and kwargs.get("s_aux") is None and kwargs.get("sinks") is None)
+
+
+def _covered(query: torch.Tensor, key: torch.Tensor, dropout: float, kwargs: dict[str, Any]) -> bool:
+    """A decode step (one query token) that :func:`decode_attention` computes."""
+    return query.shape[2] == 1 and key.shape[-1] == query.shape[-1] and _low_precision_cpu(query, dropout, kwargs)
 
 
 def decode_attention(
@@ -97,7 +90,7 @@ def cpu_decode_attention_forward(
 
     bias = kwargs.get("position_bias")
     groups = getattr(module, "num_key_value_groups", 1) or 1
-    if query.shape[2] > 1 and groups > 1 and attention_mask is not None and bias is None and _covered_prefill(
+    if query.shape[2] > 1 and groups > 1 and attention_mask is not None and bias is None and _low_precision_cpu(
             query, dropout, kwargs):
         # A masked prefill with grouped heads: transformers copies every key/value head
         # group-fold first (repeat_kv), which for prompts after a long shared prefix cost as
