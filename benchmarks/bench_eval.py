@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import torch
+from matmul_shapes import linear_gflops
 
 from rai_multi.models.hf import cut_at_stop
 from rai_multi.models.loading import load_model, resolve_dtype
@@ -36,15 +37,8 @@ HERE = Path(__file__).resolve().parent
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 8) -> float:
-    """Best GFLOP/s of an n x n matmul."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    torch.mm(a, b)
-    best = 0.0
-    for _ in range(repeats):
-        t = time.perf_counter()
-        torch.mm(a, b)
-        best = max(best, 2 * n**3 / (time.perf_counter() - t) / 1e9)
-    return best
+    """Best GFLOP/s of an n x n matmul (the same timing as matmul_shapes.py's rows)."""
+    return linear_gflops(n, n, n, dtype, repeats)
 
 
 def workloads(data_dir: Path, n: int, new_tokens: int) -> dict[str, list[GenerationRequest]]:

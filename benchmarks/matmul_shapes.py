@@ -24,7 +24,7 @@ SHAPES = {
 }
 
 
-def gflops(rows: int, k: int, n: int, dtype: torch.dtype, repeats: int = 10) -> float:
+def linear_gflops(rows: int, k: int, n: int, dtype: torch.dtype, repeats: int = 10) -> float:
     """Best-of-``repeats`` GFLOP/s of ``linear`` (what nn.Linear runs)."""
     x, w = torch.randn(rows, k, dtype=dtype), torch.randn(n, k, dtype=dtype)
     torch.nn.functional.linear(x, w)
@@ -41,7 +41,7 @@ def main() -> None:
     print("| shape | rows x in x out | fp32 GFLOP/s | bf16 GFLOP/s |")
     print("|---|---|---|---|")
     for name, (m, k, n) in SHAPES.items():
-        print(f"| {name} | {m} x {k} x {n} | {gflops(m, k, n, torch.float32):.0f} | {gflops(m, k, n, torch.bfloat16):.0f} |")
+        print(f"| {name} | {m} x {k} x {n} | {linear_gflops(m, k, n, torch.float32):.0f} | {linear_gflops(m, k, n, torch.bfloat16):.0f} |")
 
 
 if __name__ == "__main__":

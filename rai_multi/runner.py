@@ -112,6 +112,11 @@ def _query_model(model: ModelAdapter, samples: Sequence[Sample]) -> list[Respons
     return [Response(loglikelihoods=tuple(x)) for x in lls]
 
 
+def _cache_keys(task: Task, model: ModelAdapter, samples: Sequence[Sample]) -> dict[str, str]:
+    """Generation-cache key of every sample, by sample id."""
+    return {s.id: cache_key(model.fingerprint, task.name, task.version, s.request) for s in samples}
+
+
 def generate_responses(
     task: Task,
     model: ModelAdapter,
@@ -126,7 +131,7 @@ def generate_responses(
     use_cache = options.use_cache and model.cacheable
     cache = GenerationCache(cache_dir(options.out_dir) / "generations.sqlite") if use_cache else NullCache()
     try:
-        keys = {s.id: cache_key(model.fingerprint, task.name, task.version, s.request) for s in samples}
+        keys = _cache_keys(task, model, samples)
         cached = cache.get_many(set(keys.values()))
         responses = {s.id: cached[keys[s.id]] for s in samples if keys[s.id] in cached}
         # The stride is taken over all samples, not over the ones missing from the cache:
@@ -183,7 +188,7 @@ def _wait_for_shards(
         stall_seconds = float(os.environ.get("RAI_MULTI_SHARD_STALL_SECONDS", SHARD_STALL_SECONDS))
     cache = GenerationCache(cache_dir(options.out_dir) / "generations.sqlite")
     try:
-        keys = {s.id: cache_key(model.fingerprint, task.name, task.version, s.request) for s in samples}
+        keys = _cache_keys(task, model, samples)
         have, last_progress = -1, time.monotonic()
         while True:
             found = cache.get_many(set(keys.values()))
