@@ -40,6 +40,9 @@ from rai_multi.store import (
 from rai_multi.tasks.base import Task
 
 DEFAULT_SEED = 1234
+# Requests per cache commit under --batch-size auto: one full decode batch of short prompts
+# (auto's most rows on a CPU), so a killed run loses at most that much work.
+AUTO_CHUNK = 64
 
 
 @dataclass(frozen=True)
@@ -49,10 +52,10 @@ class RunOptions:
     out_dir: Path
     name: str
     seed: int = DEFAULT_SEED
-    batch_size: int = 16
+    batch_size: int | None = None  # None: auto (the adapter sizes its batches)
     use_cache: bool = True
     progress: bool = True
-    chunk_size: int | None = None  # requests per cache commit; default 4 x batch size
+    chunk_size: int | None = None  # requests per cache commit; default 4 x batch size, 64 under auto
 
 
 @dataclass(frozen=True)
@@ -141,7 +144,7 @@ def generate_responses(
         pending = [s for s in samples[shard.rank :: shard.world_size] if s.id not in responses]
         # Length-sorted (longest first) so each batch pads little and OOM shows up early.
         pending.sort(key=_request_length, reverse=True)
-        chunk = options.chunk_size or max(1, options.batch_size * 4)
+        chunk = options.chunk_size or (max(1, options.batch_size * 4) if options.batch_size else AUTO_CHUNK)
         by_kind: dict[str, list[Sample]] = {}
         for s in pending:
             by_kind.setdefault(s.request.kind, []).append(s)
@@ -216,7 +219,7 @@ def build_manifest(task: Task, model: ModelAdapter, options: RunOptions, n_sampl
         "model": {"name": options.name, "fingerprint": model.fingerprint, **model.description()},
         "config": task.config(),
         "seed": options.seed,
-        "batch_size": options.batch_size,
+        "batch_size": options.batch_size or "auto",
         "data_files": {str(p): file_sha256(p) for p in task.data_files()},
         "n_samples": n_samples,
         "packages": package_versions(),

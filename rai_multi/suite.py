@@ -35,7 +35,7 @@ TOP_KEYS = {"title", "notes", "seed", "baseline", "policy", "out", "report", "sc
 class ModelSpec:
     name: str
     source: str  # local dir, .gguf, hub id, or demo:<name>
-    batch_size: int = 8
+    batch_size: int | None = None  # None: auto
     dtype: str = "auto"
     chat_template: bool = False
     description: str = ""
@@ -84,6 +84,16 @@ def _typed(raw: dict[str, Any], key: str, kind: type | tuple[type, ...], where: 
     return value
 
 
+def _batch_size(raw: dict[str, Any], where: str) -> int | None:
+    """A model's ``batch_size``: a positive int, or "auto" (the default) for None."""
+    value = raw.get("batch_size", "auto")
+    if value == "auto":
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{where}: 'batch_size' must be a positive int or \"auto\"")
+    return value
+
+
 def load_suite(path: Path) -> Suite:
     path = Path(path)
     try:
@@ -99,7 +109,7 @@ def load_suite(path: Path) -> Suite:
         _check_keys(m, MODEL_KEYS, where)
         if not isinstance(m.get("name"), str) or not isinstance(m.get("source"), str):
             raise ConfigError(f"{where}: 'name' and 'source' (strings) are required")
-        models.append(ModelSpec(m["name"], m["source"], _typed(m, "batch_size", int, where, 8),
+        models.append(ModelSpec(m["name"], m["source"], _batch_size(m, where),
                                 _typed(m, "dtype", str, where, "auto"), _typed(m, "chat_template", bool, where, False),
                                 _typed(m, "description", str, where, "")))
     if len(models) < 2:

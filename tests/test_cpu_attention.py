@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from rai_multi.models import cpu_attention
-from rai_multi.models.cpu_attention import IMPLEMENTATION, decode_attention
+from rai_multi.models.cpu_attention import FINGERPRINT, IMPLEMENTATION, decode_attention
 from rai_multi.models.decoding import PreallocatedLayer, _budget_split
 from rai_multi.models.loading import load_model
 from rai_multi.records import GenerationRequest
@@ -71,15 +71,16 @@ def test_preallocated_views_carry_their_zeroed_buffer():
     assert layer.keys.full_buffer is layer._k and layer.keys.shape[2] == 4
 
 
-def _count_fast_calls(monkeypatch) -> dict:
+def _count_calls(monkeypatch, module, name: str) -> dict:
+    """Count calls of ``module.name`` (still calling it)."""
     calls = {"n": 0}
-    real = cpu_attention.decode_attention
+    real = getattr(module, name)
 
     def counting(*args, **kwargs):
         calls["n"] += 1
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(cpu_attention, "decode_attention", counting)
+    monkeypatch.setattr(module, name, counting)
     return calls
 
 
@@ -89,8 +90,8 @@ def test_bf16_models_switch_and_agree_with_sdpa_fp32_models_do_not(fixture, requ
     fp32 = load_model(str(path), dtype="fp32")
     assert fp32.model.config._attn_implementation == "sdpa" and IMPLEMENTATION not in fp32.fingerprint
     fast = load_model(str(path), dtype="bf16")
-    assert fast.model.config._attn_implementation == IMPLEMENTATION and fast.fingerprint.endswith(IMPLEMENTATION)
-    calls = _count_fast_calls(monkeypatch)
+    assert fast.model.config._attn_implementation == IMPLEMENTATION and fast.fingerprint.endswith(FINGERPRINT)
+    calls = _count_calls(monkeypatch, cpu_attention, "decode_attention")
     reqs = [GenerationRequest("Question: 2 + 3 = ?", max_new_tokens=6, stop=()),
             GenerationRequest("A longer prompt, so that the batch has left padding in it.", max_new_tokens=6, stop=())]
     out_fast = fast.generate(reqs, ["a", "b"])
@@ -119,3 +120,23 @@ def test_bf16_models_switch_and_agree_with_sdpa_fp32_models_do_not(fixture, requ
 ])
 def test_prefill_split_by_hand(lengths, budget, waste, prefix, expected):
     assert [list(r) for r in _budget_split(lengths, budget, waste, prefix)] == expected
+
+
+def test_t5_bias_plus_mask_is_built_once_per_forward_with_the_same_outputs(tiny_seq2seq, monkeypatch):
+    """The encoder's position bias plus padding mask: transformers builds it in every layer;
+    ours builds it once per forward from the same function, so outputs are bit-identical."""
+    from transformers.integrations import sdpa_attention
+
+    fast = load_model(str(tiny_seq2seq), dtype="bf16")
+    slow = load_model(str(tiny_seq2seq), dtype="bf16")
+    slow.model.set_attn_implementation("sdpa")
+    calls = _count_calls(monkeypatch, sdpa_attention, "create_position_bias_mask")
+    enc = fast.tokenizer(["a short prompt", "a longer prompt, padded to the right of the shorter one"],
+                         return_tensors="pt", padding=True)
+    with torch.inference_mode():
+        a = fast.model.get_encoder()(**enc).last_hidden_state
+        fast_calls = calls["n"]
+        b = slow.model.get_encoder()(**enc).last_hidden_state
+    layers = fast.model.config.num_layers
+    assert layers > 1 and fast_calls == 1 and calls["n"] - fast_calls == layers
+    assert torch.equal(a, b)

@@ -245,6 +245,8 @@ BAD_INPUTS = [
     (["eval", "mgsm", "--model", "MODEL", "--data-dir", "/no/such/dir"], "data directory does not exist"),
     (["eval", "mgsm", "--model", "MODEL", "--langs", "en", "--data-dir", "BADDATA"], "mgsm_en.tsv:1: expected"),
     (["eval", "mgsm", "--model", "MODEL", "--setting", "cot"], "unknown MGSM setting"),
+    (["eval", "mgsm", "--model", "MODEL", "--langs", "en", "--batch-size", "0"], "--batch-size must be a positive"),
+    (["eval", "mgsm", "--model", "MODEL", "--langs", "en", "--batch-size", "many"], "or 'auto'; got 'many'"),
     (["score", "mgsm", "-p", "BADPRED", "--langs", "en"], "not valid JSON"),
 ]
 

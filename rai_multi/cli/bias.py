@@ -57,7 +57,7 @@ def eval_bias(
     setting: str = SettingOpt,
     shots: int = ShotsOpt,
     limit: Optional[int] = LimitOpt,
-    batch_size: int = common.BatchOpt,
+    batch_size: str = common.BatchOpt,
     name: Optional[str] = common.NameOpt,
     out: Path = common.OutOpt,
     data_dir: Optional[Path] = common.DataDirOpt,

@@ -7,6 +7,7 @@ from typing import Optional, Sequence
 
 import typer
 
+from rai_multi.errors import ConfigError
 from rai_multi.models.base import ModelAdapter
 from rai_multi.records import Metric
 from rai_multi.runner import DEFAULT_SEED, RunOptions, Shard, evaluate
@@ -17,7 +18,27 @@ ModelOpt = typer.Option(..., "--model", "-m", help="Local model directory, GGUF 
 LangsOpt = typer.Option(None, "--langs", help="Comma-separated language codes (default: all of the task's).")
 TierOpt = typer.Option(None, "--tier", help="Only languages of this tier: high, low or en.")
 LimitOpt = typer.Option(None, "--limit", min=1, help="At most N items per language (or per file).")
-BatchOpt = typer.Option(16, "--batch-size", min=1, help="Requests per forward pass.")
+
+
+def parse_batch_size(value: str | int | None) -> int | None:
+    """``auto`` (None: the model adapter sizes each batch) or a positive number of rows."""
+    if value is None or str(value).strip().lower() == "auto":
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            number = 0
+    if number < 1:
+        raise ConfigError(f"--batch-size must be a positive whole number or 'auto'; got {value!r}")
+    return number
+
+
+BatchOpt = typer.Option("auto", "--batch-size",
+                        help="Prompts per decode batch (pairs per forward when scoring), or 'auto': sized by "
+                             "prompt length (16-64 on a CPU).")
 NameOpt = typer.Option(None, "--name", help="Display name of the model in run dirs and reports.")
 OutOpt = typer.Option(Path("runs"), "--out", help="Folder that receives run directories.")
 DataDirOpt = typer.Option(None, "--data-dir", help="Benchmark data folder (default: $RAI_MULTI_DATA).")
@@ -34,10 +55,11 @@ def default_name(model: str) -> str:
     return path.stem if path.suffix == ".gguf" else path.name
 
 
-def load_adapter(model: str, batch_size: int, dtype: str = "auto", chat_template: bool = False) -> ModelAdapter:
+def load_adapter(model: str, batch_size: str | int | None, dtype: str = "auto",
+                 chat_template: bool = False) -> ModelAdapter:
     from rai_multi.models.loading import load_model
 
-    return load_model(model, batch_size=batch_size, dtype=dtype, chat_template=chat_template)
+    return load_model(model, batch_size=parse_batch_size(batch_size), dtype=dtype, chat_template=chat_template)
 
 
 def prompt_budget(adapter: ModelAdapter, max_new_tokens: int) -> int | None:
@@ -80,12 +102,13 @@ def run_and_print(
     name: Optional[str],
     out: Path,
     seed: int,
-    batch_size: int,
+    batch_size: str | int | None,
     no_cache: bool = False,
     metric_names: Sequence[str] | None = None,
 ) -> Path:
     options = RunOptions(
-        out_dir=out, name=name or adapter.name, seed=seed, batch_size=batch_size, use_cache=not no_cache
+        out_dir=out, name=name or adapter.name, seed=seed, batch_size=parse_batch_size(batch_size),
+        use_cache=not no_cache
     )
     run_dir = evaluate(task, adapter, options)
     if Shard.from_env().rank == 0:  # other data-parallel ranks only generate

@@ -37,7 +37,7 @@ def eval_mgsm(
     samples: int = SamplesOpt,
     shots: int = ShotsOpt,
     max_new_tokens: Optional[int] = MaxNewOpt,
-    batch_size: int = common.BatchOpt,
+    batch_size: str = common.BatchOpt,
     name: Optional[str] = common.NameOpt,
     out: Path = common.OutOpt,
     data_dir: Optional[Path] = common.DataDirOpt,

@@ -26,7 +26,7 @@ def eval_tydiqa(
     shots: int = ShotsOpt,
     limit: Optional[int] = common.LimitOpt,
     max_new_tokens: int = MaxNewOpt,
-    batch_size: int = common.BatchOpt,
+    batch_size: str = common.BatchOpt,
     name: Optional[str] = common.NameOpt,
     out: Path = common.OutOpt,
     data_dir: Optional[Path] = common.DataDirOpt,

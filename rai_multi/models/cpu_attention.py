@@ -8,11 +8,15 @@ three plain ops (scores matmul, softmax, values matmul) take 2.4 ms, and at 600 
 are level, so fp32 keeps transformers' SDPA path and its outputs stay bit-identical to
 ``model.generate`` (tests/test_decoding.py).
 
-A masked prefill with grouped key/value heads goes to SDPA with ``enable_gqa`` (no
-repeat_kv copy); everything else (other prefills, models or inputs this does not cover)
-goes to transformers' own SDPA function unchanged. The function is registered with transformers'
-attention interface under :data:`IMPLEMENTATION` (its documented extension point) and only
-models that :func:`use_cpu_decode_attention` switches over use it.
+Rows that share a few-shot exemplar block (keys carrying ``shared_prefix``) go to
+shared_prefix.py; T5's prefill gets its position bias plus mask built once per forward, not
+once per layer; a masked prefill with grouped key/value heads goes to SDPA with
+``enable_gqa`` (no repeat_kv copy); everything else (other prefills, models or inputs this
+does not cover) goes to transformers' own SDPA function unchanged. The function is
+registered with transformers' attention interface under :data:`IMPLEMENTATION` (its
+documented extension point) and only models that :func:`use_cpu_decode_attention` switches
+over use it. :data:`FINGERPRINT` names it in cache keys, with a revision that changes when
+its rounding does (answers cached by an earlier revision are not reused).
 """
 
 from __future__ import annotations
@@ -21,7 +25,10 @@ from typing import Any
 
 import torch
 
+from rai_multi.models.shared_prefix import shared_prefix_attention
+
 IMPLEMENTATION = "rai_multi_cpu_decode"
+FINGERPRINT = f"{IMPLEMENTATION}@2"  # 2: shared exemplar blocks attended in place
 _LOW_PRECISION = (torch.bfloat16, torch.float16)
 
 
@@ -88,6 +95,16 @@ def cpu_decode_attention_forward(
     """transformers attention-interface function: decode steps here, the rest to SDPA."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
+    segments = getattr(key, "shared_prefix", None)
+    if segments is not None:
+        # rows that share an exemplar block (shared_prefix.py); the decoder only builds such
+        # caches for models whose attention has nothing beyond a mask (see CausalDecoder)
+        if dropout or kwargs.get("softcap") is not None or kwargs.get("s_aux") is not None or kwargs.get(
+                "sinks") is not None or kwargs.get("position_bias") is not None:
+            raise RuntimeError("shared-prefix attention covers plain masked attention only")
+        scale = query.shape[-1] ** -0.5 if scaling is None else scaling
+        out = shared_prefix_attention(query, key, value, attention_mask, scale, segments)
+        return out.transpose(1, 2).contiguous(), None
     bias = kwargs.get("position_bias")
     groups = getattr(module, "num_key_value_groups", 1) or 1
     if query.shape[2] > 1 and groups > 1 and attention_mask is not None and bias is None and _low_precision_cpu(
@@ -98,6 +115,15 @@ def cpu_decode_attention_forward(
         out = torch.nn.functional.scaled_dot_product_attention(
             query, key, value, attn_mask=attention_mask, scale=scaling, enable_gqa=True)
         return out.transpose(1, 2).contiguous(), None
+    if query.shape[2] > 1 and bias is not None and groups == 1 and _low_precision_cpu(query, dropout, kwargs):
+        # T5's prefill (the encoder above all): every layer gets the same position bias and
+        # mask, and transformers adds them into one contiguous tensor in every layer (for a
+        # 1.8k-token prompt 40 MB a layer, ~20% of the encoder's time); built once here
+        causal = attention_mask is None and (is_causal if is_causal is not None else getattr(module, "is_causal", False))
+        combined = _bias_plus_mask(bias, attention_mask, causal, query, key)
+        rest = {k: v for k, v in kwargs.items() if k != "position_bias"}
+        return sdpa_attention_forward(module, query, key, value, combined, dropout=dropout, scaling=scaling,
+                                      is_causal=False, **rest)
     if not _covered(query, key, dropout, kwargs) or (bias is not None and groups > 1):
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       is_causal=is_causal, **kwargs)
@@ -110,6 +136,21 @@ def cpu_decode_attention_forward(
         key, value = full_key, full_value  # a PreallocatedLayer's contiguous buffers
     out = decode_attention(query, key, value, attention_mask, scale, bias, length)
     return out.transpose(1, 2).contiguous(), None
+
+
+def _bias_plus_mask(bias: torch.Tensor, mask: torch.Tensor | None, causal: bool, query: torch.Tensor,
+                    key: torch.Tensor) -> torch.Tensor:
+    """transformers' own bias-plus-mask tensor (same values, so the same outputs), kept on the
+    bias tensor itself: the model hands every layer of one forward the same bias and mask
+    objects, and the memo goes when the forward drops the bias."""
+    from transformers.integrations.sdpa_attention import create_position_bias_mask
+
+    memo = getattr(bias, "_rai_bias_plus_mask", None)
+    if memo is not None and memo[0] is mask and memo[1] == causal and memo[2].shape[-2:] == (query.shape[2], key.shape[2]):
+        return memo[2]
+    combined = create_position_bias_mask(bias, mask, causal, query, key)
+    bias._rai_bias_plus_mask = (mask, causal, combined)
+    return combined
 
 
 def _register() -> None:

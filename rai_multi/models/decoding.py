@@ -11,6 +11,9 @@
 - the key/value cache of decoder-only models is allocated once for prompt plus new
   tokens, so a step writes one column instead of re-concatenating the whole history
   (what transformers' DynamicCache does, an O(length) copy per step and layer);
+- a few-shot exemplar block shared by several prompts is prefilled once; for models on our
+  CPU attention (bf16) its keys and values are then attended in place by all its rows
+  (shared_prefix.py) instead of being copied into each row and read once per row a step;
 - sampled continuations of one prompt share one prefill (the cache is repeated, not
   recomputed), and every row draws from its own generator seeded by the request seed,
   the sample id and the sample index, so samples do not depend on batching or sharding.
@@ -29,6 +32,10 @@ from typing import Any, Callable, Sequence
 import torch
 
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer, EncoderDecoderCache
+
+from rai_multi.models.cpu_attention import IMPLEMENTATION as CPU_ATTENTION
+from rai_multi.models.kv_cache import PreallocatedLayer
+from rai_multi.models.shared_prefix import SharedPrefixLayer, SharedSegment, additive_mask, shared_prefix_layers
 
 
 @dataclass(frozen=True)
@@ -79,73 +86,6 @@ def cut_at_stop(text: str, stops: Sequence[str]) -> str:
 
 
 # ---------------------------------------------------------------------- key/value cache
-class PreallocatedLayer(DynamicLayer):
-    """One layer's keys and values in a buffer sized for the whole generation; ``keys`` and
-    ``values`` are views of the filled part, so everything transformers reads from a
-    DynamicLayer (lengths, mask sizes) stays as it expects.
-
-    Positions past the filled part always hold finite values (zeros until written), and
-    each view carries its whole buffer as ``full_buffer``: the CPU decode attention
-    (cpu_attention.py) multiplies the contiguous buffers, which is several times faster
-    than multiplying the strided views, and gives the unfilled positions zero weight."""
-
-    def __init__(self, key_buffer: torch.Tensor, value_buffer: torch.Tensor, length: int):
-        """Take ownership of buffers whose first ``length`` positions are filled and whose
-        other positions are finite (zeros)."""
-        super().__init__()
-        self._k, self._v, self._len = key_buffer, value_buffer, length
-        self.device, self.dtype = key_buffer.device, key_buffer.dtype
-        self.is_initialized = True
-        self._refresh()
-
-    @classmethod
-    def filled(cls, keys: torch.Tensor, values: torch.Tensor, capacity: int) -> "PreallocatedLayer":
-        """A layer holding copies of ``keys``/``values`` with room for ``capacity`` positions."""
-        batch, heads, length, _ = keys.shape
-        k = keys.new_empty((batch, heads, max(capacity, length), keys.shape[-1]))
-        v = values.new_empty((batch, heads, max(capacity, length), values.shape[-1]))
-        k[:, :, :length], v[:, :, :length] = keys, values
-        k[:, :, length:], v[:, :, length:] = 0, 0
-        return cls(k, v, length)
-
-    def _refresh(self) -> None:
-        self.keys = self._k[:, :, : self._len]
-        self.values = self._v[:, :, : self._len]
-        self.keys.full_buffer, self.values.full_buffer = self._k, self._v
-
-    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
-        raise RuntimeError("a PreallocatedLayer is built filled")
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any):
-        n = key_states.shape[-2]
-        if self._len + n > self._k.shape[-2]:  # more tokens than planned: grow by doubling
-            grow = max(n, self._k.shape[-2])
-            self._k = torch.cat([self._k, self._k.new_zeros(*self._k.shape[:2], grow, self._k.shape[-1])], dim=-2)
-            self._v = torch.cat([self._v, self._v.new_zeros(*self._v.shape[:2], grow, self._v.shape[-1])], dim=-2)
-        self._k[:, :, self._len : self._len + n] = key_states
-        self._v[:, :, self._len : self._len + n] = value_states
-        self._len += n
-        self._refresh()
-        return self.keys, self.values
-
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
-        self._k, self._v = self._k[indices], self._v[indices]
-        self._refresh()
-
-    def batch_repeat_interleave(self, repeats: int) -> None:
-        self._k = self._k.repeat_interleave(repeats, dim=0)
-        self._v = self._v.repeat_interleave(repeats, dim=0)
-        self._refresh()
-
-    def crop(self, tokens_to_remove: int) -> None:
-        """Drop the last ``-tokens_to_remove`` positions (the parent's contract); overridden
-        because the parent's slicing of ``keys`` would leave the buffer length behind."""
-        if tokens_to_remove > 0:
-            raise ValueError("crop takes a negative number of positions to remove")
-        self._len = max(0, self._len + tokens_to_remove)
-        self._refresh()
-
-
 def plain_kv_cache(config: Any) -> bool:
     """Whether every layer of this decoder-only model keeps a plain, growing key/value cache
     (no sliding window, no recurrent state): only then can caches of several sub-batches
@@ -156,6 +96,15 @@ def plain_kv_cache(config: Any) -> bool:
         return False
     layers = getattr(probe, "layers", None)
     return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
+
+
+def shares_prefix_in_attention(model: Any) -> bool:
+    """Whether rows can attend to a shared exemplar block in place (shared_prefix.py): the
+    model runs our CPU attention implementation and its attention is plain (no logit
+    soft-capping or sink logits, which that code does not apply)."""
+    config = model.config
+    return (getattr(config, "_attn_implementation", None) == CPU_ATTENTION
+            and not getattr(config, "attn_logit_softcapping", None) and not getattr(config, "use_sinks", False))
 
 
 def _cache_kwarg(model: Any) -> str:
@@ -229,6 +178,25 @@ def decode_loop(
     return [cut_at_stop(tokenizer.decode(ids, skip_special_tokens=True), row.stop) for ids, row in zip(new, rows)]
 
 
+def _left_padded(tensors: Sequence[torch.Tensor], counts: Sequence[int], width: int, capacity: int,
+                 rep: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """One ``[rows, heads, capacity, dim]`` buffer holding each ``[n, heads, w, dim]`` tensor
+    (rows repeated by ``rep`` to ``counts``) right-aligned at ``width``; the columns left of
+    each and from ``width`` on are zeros (finite: never NaN under a zero attention weight).
+    One write per tensor: these buffers are the largest tensors of a decode batch."""
+    ref = tensors[0]
+    buf = ref.new_empty((sum(counts), ref.shape[1], capacity, ref.shape[-1]))
+    row = 0
+    for t, n in zip(tensors, counts):
+        gap = width - t.shape[2]
+        if gap:
+            buf[row : row + n, :, :gap] = 0
+        buf[row : row + n, :, gap:width] = rep(t)
+        row += n
+    buf[:, :, width:] = 0  # room for the new tokens
+    return buf
+
+
 # ---------------------------------------------------------------------- causal models
 # On a CPU every padded position costs as much as a real one (the matmuls are compute-bound),
 # so a sub-batch ends where the next prompt is this much shorter than its longest; on a GPU
@@ -274,6 +242,7 @@ class CausalDecoder(_Decoder):
     def __init__(self, model: Any, tokenizer: Any, token_budget: int):
         super().__init__(model, tokenizer, token_budget)
         self.plain = plain_kv_cache(model.config)
+        self.shared = self.plain and shares_prefix_in_attention(model)
 
     @torch.inference_mode()
     def prefix_cache(self, prefix: Sequence[int]) -> Any:
@@ -305,6 +274,26 @@ class CausalDecoder(_Decoder):
                          logits_to_keep=1, **{self.cache_kw: cache})
         return out.logits[:, -1], cache, mask, positions[:, -1]
 
+    def _prefill_shared(self, rows: Sequence[DecodeRow], prefix_len: int, prefix_cache: Any):
+        """As _prefill, but the rows attend to the prefix cache in place (shared_prefix.py)
+        instead of each holding a copy: the cache holds the rows' own tokens only, and the
+        mask (4-D, additive) and the returned 2-D mask cover those tokens only."""
+        width = max(len(r.ids) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        keep = torch.zeros((len(rows), width), dtype=torch.bool)
+        for i, r in enumerate(rows):
+            ids[i, width - len(r.ids) :] = torch.tensor(r.ids, dtype=torch.long)
+            keep[i, width - len(r.ids) :] = True
+        # the same positions as _prefill: the prefix holds 0..P-1, padding repeats P-1
+        positions = prefix_len - 1 + keep.long().cumsum(-1)
+        causal = torch.ones((width, width), dtype=torch.bool).tril()
+        mask = additive_mask(keep[:, None, None, :] & causal, prefix_cache.layers[0].keys.dtype)
+        device = self.model.device
+        cache = Cache(layers=shared_prefix_layers(prefix_cache, len(rows), width))
+        out = self.model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
+                         use_cache=True, logits_to_keep=1, **{self.cache_kw: cache})
+        return out.logits[:, -1], cache, keep.long().to(device), positions[:, -1].to(device)
+
     @staticmethod
     def _merge(parts: list[tuple], capacity_new: int, repeats: int):
         """One preallocated cache from sub-batch caches of different widths (and different
@@ -314,25 +303,13 @@ class CausalDecoder(_Decoder):
         changes nothing they compute. One write per part and layer: these buffers are the
         largest tensors of a decode batch."""
         width = max(p[2].shape[1] for p in parts)
-        total = sum(p[2].shape[0] for p in parts) * repeats
         rep = (lambda t: t.repeat_interleave(repeats, 0)) if repeats > 1 else (lambda t: t)
         layers = []
+        counts = [p[2].shape[0] * repeats for p in parts]
         for li in range(len(parts[0][1].layers)):
-            buffers = []
-            for which in ("keys", "values"):
-                ref = getattr(parts[0][1].layers[li], which)
-                buf = ref.new_empty((total, ref.shape[1], width + capacity_new, ref.shape[-1]))
-                row = 0
-                for _, cache, mask, _ in parts:
-                    t = getattr(cache.layers[li], which)
-                    n, gap = t.shape[0] * repeats, width - t.shape[2]
-                    if gap:
-                        buf[row : row + n, :, :gap] = 0  # never NaN under a zero attention weight
-                    buf[row : row + n, :, gap:width] = rep(t)
-                    row += n
-                buf[:, :, width:] = 0  # room for the new tokens: finite until written
-                buffers.append(buf)
-            layers.append(PreallocatedLayer(buffers[0], buffers[1], width))
+            keys, values = (_left_padded([getattr(p[1].layers[li], which) for p in parts], counts, width,
+                                         width + capacity_new, rep) for which in ("keys", "values"))
+            layers.append(PreallocatedLayer(keys, values, width))
         masks = [torch.cat([m.new_zeros(m.shape[0], width - m.shape[1]), m], 1) for _, _, m, _ in parts]
         return (rep(torch.cat([p[0] for p in parts])), Cache(layers=layers), rep(torch.cat(masks)),
                 rep(torch.cat([p[3] for p in parts])))
@@ -348,7 +325,8 @@ class CausalDecoder(_Decoder):
             lengths = [len(r.ids) for r in unit.rows]
             for part in _budget_split(lengths, self.token_budget, self.max_waste, len(unit.prefix)):
                 sub = [unit.rows[i] for i in part]
-                parts.append(self._prefill(sub, len(unit.prefix), unit.cache))
+                prefill = self._prefill_shared if self.shared and unit.prefix else self._prefill
+                parts.append(prefill(sub, len(unit.prefix), unit.cache))
                 rows.extend(sub)
                 subs.append(sub)
         if not self.plain:  # sliding windows or other caches: decode each sub-batch alone
@@ -360,6 +338,8 @@ class CausalDecoder(_Decoder):
 
     def _decode(self, parts, rows, sampling: Sampling, k: int, merge: bool) -> list[list[str]]:
         max_new = max(r.max_new_tokens for r in rows)
+        if self.shared and any(getattr(p[1].layers[0], "segments", ()) for p in parts):
+            return self._decode_shared(parts, rows, sampling, k, max_new)
         if merge:
             logits, cache, mask, last = self._merge(parts, max_new, k)
         else:
@@ -379,6 +359,58 @@ class CausalDecoder(_Decoder):
             state["pos"] = state["pos"] + 1
             out = self.model(input_ids=tokens, attention_mask=state["mask"], position_ids=state["pos"][:, None],
                              use_cache=True, **{self.cache_kw: state["cache"]})
+            return out.logits[:, -1]
+
+        texts = decode_loop(logits, step, expanded, sampling, generators, self.tokenizer, self.eos_ids)
+        return [texts[i * k : (i + 1) * k] for i in range(len(rows))]
+
+
+    @staticmethod
+    def _merge_shared(parts: list[tuple], capacity_new: int, repeats: int):
+        """As _merge, for shared-prefix parts (and parts without a prefix): one preallocated
+        suffix buffer per layer, the parts' tokens left-padded into it, each part's shared
+        segment kept once and named for the part's rows; the mask is additive, 4-D, and
+        spans the whole buffer (positions not yet written are masked)."""
+        width = max(p[2].shape[1] for p in parts)
+        counts = [p[2].shape[0] * repeats for p in parts]
+        total, capacity = sum(counts), width + capacity_new
+        rep = (lambda t: t.repeat_interleave(repeats, 0)) if repeats > 1 else (lambda t: t)
+        layers = []
+        for li in range(len(parts[0][1].layers)):
+            keys, values = (_left_padded([getattr(p[1].layers[li], which) for p in parts], counts, width, capacity, rep)
+                            for which in ("keys", "values"))
+            segments, row = [], 0
+            for (_, cache, _, _), n in zip(parts, counts):
+                for seg in getattr(cache.layers[li], "segments", ()):
+                    segments.append(SharedSegment(seg.keys, seg.values, row + seg.start * repeats,
+                                                  row + seg.stop * repeats))
+                row += n
+            layers.append(SharedPrefixLayer(keys, values, width, tuple(segments)))
+        keep = torch.zeros((total, capacity), dtype=torch.bool, device=parts[0][2].device)
+        keep[:, :width] = rep(torch.cat([torch.cat([m.new_zeros(m.shape[0], width - m.shape[1]), m], 1)
+                                         for _, _, m, _ in parts])).bool()
+        mask = additive_mask(keep, layers[0].keys.dtype)[:, None, None, :]
+        return (rep(torch.cat([p[0] for p in parts])), Cache(layers=layers), mask,
+                rep(torch.cat([p[3] for p in parts])))
+
+    def _decode_shared(self, parts, rows, sampling: Sampling, k: int, max_new: int) -> list[list[str]]:
+        logits, cache, mask, last = self._merge_shared(parts, max_new, k)
+        expanded = [r for r in rows for _ in range(k)]
+        generators = _generators(rows, k, sampling, logits.device)
+        state = {"mask": mask, "pos": last}
+
+        def step(tokens: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+            if keep is not None:
+                cache.batch_select_indices(keep)
+                state["mask"], state["pos"] = state["mask"][keep], state["pos"][keep]
+            filled = cache.layers[0].get_seq_length()  # the new token's key goes here
+            if filled >= state["mask"].shape[-1]:  # past the planned length: the cache grows too
+                state["mask"] = torch.cat([state["mask"], torch.full_like(state["mask"], torch.finfo(
+                    state["mask"].dtype).min)], -1)
+            state["mask"][..., filled] = 0
+            state["pos"] = state["pos"] + 1
+            out = self.model(input_ids=tokens, attention_mask=state["mask"], position_ids=state["pos"][:, None],
+                             use_cache=True, **{self.cache_kw: cache})
             return out.logits[:, -1]
 
         texts = decode_loop(logits, step, expanded, sampling, generators, self.tokenizer, self.eos_ids)

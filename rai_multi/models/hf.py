@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 import torch
 
+from rai_multi.models.auto_batch import ROWS_GPU, SCORING_PAIRS, DecodeBytes, auto_decode_rows, decode_bytes
 from rai_multi.models.decoding import (CausalDecoder, DecodeRow, PrefillUnit, Sampling, Seq2SeqDecoder, cut_at_stop,
                                       row_seed)
 from rai_multi.records import GenerationRequest, Loglikelihood, LoglikelihoodRequest
@@ -23,7 +24,6 @@ __all__ = ["HFAdapter", "cut_at_stop"]
 
 _LARGE = 1_000_000
 PREFIX_MIN_TOKENS = 32
-
 
 class HFAdapter:
     """ModelAdapter over a loaded transformers model and tokenizer."""
@@ -37,7 +37,7 @@ class HFAdapter:
         *,
         name: str,
         fingerprint: str,
-        batch_size: int = 16,
+        batch_size: int | None = None,
         chat_template: bool = False,
         description: dict[str, Any] | None = None,
         prefix_reuse: bool = True,
@@ -47,7 +47,8 @@ class HFAdapter:
         self.tokenizer = tokenizer
         self.name = name
         self.fingerprint = fingerprint
-        self.batch_size = batch_size
+        self.batch_size = batch_size  # None: auto (models/auto_batch.py)
+        self._decode_bytes: DecodeBytes | None = None
         self.chat_template = chat_template
         self.prefix_reuse = prefix_reuse
         # Padded prompt tokens per generation batch: 4k on CPU (measured: batches of
@@ -141,10 +142,12 @@ class HFAdapter:
                 if prefix:
                     caches[prefix] = self._prefix_cache(prefix)
             order = sorted(indices, key=lambda i: -len(encoded[i]))
-            per_batch = max(1, self.batch_size // k)
-            for start in range(0, len(order), per_batch):
+            start = 0
+            while start < len(order):
+                per_batch = self._rows_per_batch(order[start:], encoded, prefix_of, k)
+                chosen, start = order[start : start + per_batch], start + per_batch
                 by_prefix: dict[tuple[int, ...], list[int]] = {}
-                for i in order[start : start + per_batch]:
+                for i in chosen:
                     by_prefix.setdefault(prefix_of[i], []).append(i)
                 units = [PrefillUnit(prefix, caches[prefix], tuple(
                     DecodeRow(tuple(encoded[i][len(prefix):]), requests[i].max_new_tokens, requests[i].stop,
@@ -154,6 +157,18 @@ class HFAdapter:
                 for i, o in zip([i for members in by_prefix.values() for i in members], outs):
                     results[i] = o
         return [r if r is not None else [] for r in results]
+
+    def _rows_per_batch(self, remaining: list[int], encoded: dict[int, list[int]],
+                        prefix_of: dict[int, tuple[int, ...]], k: int) -> int:
+        """Prompts in the next decode batch (each brings ``k`` rows): --batch-size, or under
+        auto as many as auto_decode_rows allows for the most own tokens among the candidates."""
+        if self.batch_size:
+            return max(1, self.batch_size // k)
+        window = remaining[: ROWS_GPU[1]]
+        own = max(len(encoded[i]) - len(prefix_of[i]) for i in window)
+        if self._decode_bytes is None:
+            self._decode_bytes = decode_bytes(self.model)
+        return max(1, auto_decode_rows(own, self._decode_bytes) // k)
 
     def _decode(self, units: list[PrefillUnit], sampling: Sampling, k: int) -> list[list[str]]:
         """Continuations of every unit's rows, in unit order."""
@@ -214,9 +229,10 @@ class HFAdapter:
         order = sorted(range(len(requests)), key=lambda i: -(len(prepared[i][0]) + max((len(c) for c in prepared[i][1]), default=0)))
         batch: list[int] = []
         pairs = 0
+        limit = self.batch_size or SCORING_PAIRS
         for i in order:
             n = len(prepared[i][1])
-            if batch and pairs + n > self.batch_size:
+            if batch and pairs + n > limit:
                 self._score_requests([prepared[j] for j in batch], [results[j] for j in batch])
                 batch, pairs = [], 0
             batch.append(i)

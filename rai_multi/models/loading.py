@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rai_multi.errors import ModelLoadError
-from rai_multi.models.cpu_attention import IMPLEMENTATION as CPU_DECODE_ATTENTION
+from rai_multi.models.cpu_attention import FINGERPRINT as CPU_DECODE_ATTENTION
 from rai_multi.models.cpu_attention import use_cpu_decode_attention
 from rai_multi.models.hf import HFAdapter
 from rai_multi.store import file_sha256
@@ -129,13 +129,14 @@ def _load_pretrained(source: str, revision: str | None) -> tuple[Any, Any]:
 def load_model(
     spec: str,
     *,
-    batch_size: int = 16,
+    batch_size: int | None = None,
     dtype: str = "auto",
     chat_template: bool = False,
     revision: str | None = None,
     name: str | None = None,
 ) -> HFAdapter:
-    """Load ``spec`` (local dir, ``.gguf`` file or hub id) as an HFAdapter."""
+    """Load ``spec`` (local dir, ``.gguf`` file or hub id) as an HFAdapter; ``batch_size`` None
+    is auto (hf.auto_decode_rows)."""
     if dtype not in DTYPES:
         raise ModelLoadError(f"unknown --dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     path = Path(spec).expanduser()

@@ -1,0 +1,122 @@
+"""Where a generation run's time goes, split into prefill and decode, with what each phase
+must at least cost on this machine: prefill is bound by matmul throughput (FLOPs / peak),
+a decode step by memory (the weights once, plus the keys and values each row attends to,
+/ read bandwidth). Used by bench_eval.py to say why a run reaches the fraction of the FLOP
+floor it does.
+
+A forward hook on the model (and on the encoder of an encoder-decoder model) classifies
+each call: one new token per row is a decode step, anything else (encoder, prompt or
+shared-prefix prefill) is prefill.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from rai_multi.models.auto_batch import decode_bytes
+
+
+def read_bandwidth(gigabytes: float = 1.0, repeats: int = 5) -> float:
+    """Best GB/s of summing a bf16 tensor far larger than the caches (one read each)."""
+    x = torch.ones(int(gigabytes * 1e9 / 2), dtype=torch.bfloat16)
+    x.sum()
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        x.sum()
+        best = min(best, time.perf_counter() - t)
+    return x.numel() * 2 / best / 1e9
+
+
+def attention_flops(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, *args: Any,
+                    attn_mask: torch.Tensor | None = None, is_causal: bool = False, out_val: Any = None,
+                    **kwargs: Any) -> int:
+    """FLOPs of PyTorch's CPU flash attention, which FlopCounterMode does not count at all:
+    2 x (key dim + value dim) per head for every (query, key) pair the query attends to.
+    Pairs come from the mask (boolean, or additive with masked entries near the dtype's
+    minimum) or the causal triangle, so padding and the masked half of causal attention
+    are not counted: the work the prompts need, not what the kernel happens to compute."""
+    if args:  # positional (dropout_p, is_causal) as the op's schema orders them
+        is_causal = bool(args[1]) if len(args) > 1 else is_causal
+    batch, heads, q_len, dim = query.shape
+    k_len, v_dim = key.shape[-2], value.shape[-1]
+    if attn_mask is not None:
+        allowed = attn_mask if attn_mask.dtype == torch.bool else attn_mask > torch.finfo(attn_mask.dtype).min / 2
+        allowed = allowed.expand(batch, allowed.shape[1], q_len, k_len)
+        pairs = int(allowed.sum()) * (heads // allowed.shape[1])
+    elif is_causal:  # query i (of q_len, aligned to the end of the keys) sees k_len - q_len + i + 1 keys
+        pairs = batch * heads * sum(min(k_len, k_len - q_len + i + 1) for i in range(q_len))
+    else:
+        pairs = batch * heads * q_len * k_len
+    return 2 * pairs * (dim + v_dim)
+
+
+attention_flops._get_raw = True  # FlopCounterMode passes the tensors themselves (the mask is needed)
+COUNTED_ATTENTION = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: attention_flops}
+
+
+def _cache_bytes(cache: Any) -> int:
+    """Bytes of keys and values a decode step attends to: each layer's filled part per row,
+    and a shared exemplar block (shared_prefix.py) once for all its rows."""
+    if cache is None:
+        return 0
+    total = 0
+    for part in (getattr(cache, "self_attention_cache", None), getattr(cache, "cross_attention_cache", None)) \
+            if hasattr(cache, "cross_attention_cache") else (cache,):
+        for layer in getattr(part, "layers", []):
+            keys, values = getattr(layer, "keys", None), getattr(layer, "values", None)
+            if keys is None or keys.numel() == 0:
+                continue
+            total += (keys.numel() + values.numel()) * keys.element_size()
+            for seg in getattr(layer, "segments", ()):
+                total += (seg.keys.numel() + seg.values.numel()) * seg.keys.element_size()
+    return total
+
+
+class PhaseMeter:
+    """Hooks that add up, per phase, seconds (and FLOPs from an active FlopCounterMode) and,
+    for decode steps, the bytes each step must read."""
+
+    def __init__(self, model: Any, flop_counter: Any = None):
+        self.model, self.counter = model, flop_counter
+        self.seconds = {"prefill": 0.0, "decode": 0.0}
+        self.flops = {"prefill": 0.0, "decode": 0.0}
+        self.decode_steps = 0
+        self.decode_read_bytes = 0
+        self._weights = decode_bytes(model).weights
+        self._open: list[tuple[str, float, float]] = []
+        self._handles = []
+        modules = [model] + ([model.get_encoder()] if getattr(model.config, "is_encoder_decoder", False) else [])
+        for module in modules:
+            self._handles.append(module.register_forward_pre_hook(self._before, with_kwargs=True))
+            self._handles.append(module.register_forward_hook(self._after, with_kwargs=True))
+
+    def _phase(self, module: Any, kwargs: dict) -> str:
+        if module is not self.model:
+            return "prefill"  # the encoder
+        ids = kwargs.get("decoder_input_ids") if "decoder_input_ids" in kwargs else kwargs.get("input_ids")
+        return "decode" if ids is not None and ids.shape[1] == 1 else "prefill"
+
+    def _before(self, module: Any, args: tuple, kwargs: dict) -> None:
+        phase = self._phase(module, kwargs)
+        if phase == "decode":
+            self.decode_steps += 1
+            cache = kwargs.get("cache", kwargs.get("past_key_values"))
+            self.decode_read_bytes += self._weights + _cache_bytes(cache)
+        flops = self.counter.get_total_flops() if self.counter is not None else 0.0
+        self._open.append((phase, time.perf_counter(), flops))
+
+    def _after(self, module: Any, args: tuple, kwargs: dict, output: Any) -> None:
+        phase, started, flops = self._open.pop()
+        if self._open:  # a call inside another one (the encoder inside a model call): counted there
+            return
+        self.seconds[phase] += time.perf_counter() - started
+        if self.counter is not None:
+            self.flops[phase] += self.counter.get_total_flops() - flops
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
