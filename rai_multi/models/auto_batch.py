@@ -8,7 +8,7 @@ batches only add padding and stragglers. So the rows of a batch are sized to kee
 key/value bytes at about ``KV_TO_WEIGHT_RATIO`` times the weight bytes, within bounds.
 Measured on a 2-core CPU with 64 prompts per workload (benchmarks/RESULTS.md): short
 zero-shot prompts ran 1.4-1.5x faster at 64 rows than at 16, 1-2k-token encoder-decoder
-prompts 1.2x slower at 64 than at 16.
+prompts 1.2-1.3x slower at 64 than at 16.
 """
 
 from __future__ import annotations

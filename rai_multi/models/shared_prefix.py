@@ -19,6 +19,7 @@ only (they are built by the decoder and passed to the model as they are).
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,8 +44,7 @@ def select_rows(segments: tuple[SharedSegment, ...], keep: list[int]) -> tuple[S
     stay contiguous, so each range shrinks to the kept rows it held; empty ones go."""
     out = []
     for seg in segments:
-        start = sum(1 for i in keep if i < seg.start)
-        stop = sum(1 for i in keep if i < seg.stop)
+        start, stop = bisect_left(keep, seg.start), bisect_left(keep, seg.stop)  # kept rows before each end
         if stop > start:
             out.append(SharedSegment(seg.keys, seg.values, start, stop))
     return tuple(out)
