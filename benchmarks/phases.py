@@ -64,8 +64,8 @@ def _cache_bytes(cache: Any) -> int:
     if cache is None:
         return 0
     total = 0
-    for part in (getattr(cache, "self_attention_cache", None), getattr(cache, "cross_attention_cache", None)) \
-            if hasattr(cache, "cross_attention_cache") else (cache,):
+    encoder_decoder = hasattr(cache, "cross_attention_cache")
+    for part in (cache.self_attention_cache, cache.cross_attention_cache) if encoder_decoder else (cache,):
         for layer in getattr(part, "layers", []):
             keys, values = getattr(layer, "keys", None), getattr(layer, "values", None)
             if keys is None or keys.numel() == 0:

@@ -295,24 +295,40 @@ class CausalDecoder(_Decoder):
         return out.logits[:, -1], cache, keep.long().to(device), positions[:, -1].to(device)
 
     @staticmethod
-    def _merge(parts: list[tuple], capacity_new: int, repeats: int):
+    def _merge(parts: list[tuple], capacity_new: int, repeats: int, shared: bool = False):
         """One preallocated cache from sub-batch caches of different widths (and different
         shared prefixes): each is written left-padded (masked, zeroed columns) into one
         buffer per layer sized for the new tokens too, its rows repeated ``repeats`` times
         for sampled continuations. Positions travel with the rows, so padding on the left
-        changes nothing they compute. One write per part and layer: these buffers are the
-        largest tensors of a decode batch."""
+        changes nothing they compute.
+
+        ``shared``: the parts hold only the rows' own tokens (_prefill_shared, or no prefix);
+        each part's shared segment is kept once and named for its rows, and the mask is
+        additive, 4-D, and spans the whole buffer (positions not yet written are masked)."""
         width = max(p[2].shape[1] for p in parts)
+        capacity = width + capacity_new
         rep = (lambda t: t.repeat_interleave(repeats, 0)) if repeats > 1 else (lambda t: t)
-        layers = []
         counts = [p[2].shape[0] * repeats for p in parts]
+        layers = []
         for li in range(len(parts[0][1].layers)):
-            keys, values = (_left_padded([getattr(p[1].layers[li], which) for p in parts], counts, width,
-                                         width + capacity_new, rep) for which in ("keys", "values"))
-            layers.append(PreallocatedLayer(keys, values, width))
-        masks = [torch.cat([m.new_zeros(m.shape[0], width - m.shape[1]), m], 1) for _, _, m, _ in parts]
-        return (rep(torch.cat([p[0] for p in parts])), Cache(layers=layers), rep(torch.cat(masks)),
-                rep(torch.cat([p[3] for p in parts])))
+            keys, values = (_left_padded([getattr(p[1].layers[li], which) for p in parts], counts, width, capacity, rep)
+                            for which in ("keys", "values"))
+            if not shared:
+                layers.append(PreallocatedLayer(keys, values, width))
+                continue
+            segments, row = [], 0
+            for (_, cache, _, _), n in zip(parts, counts):
+                for seg in getattr(cache.layers[li], "segments", ()):
+                    segments.append(SharedSegment(seg.keys, seg.values, row + seg.start * repeats,
+                                                  row + seg.stop * repeats))
+                row += n
+            layers.append(SharedPrefixLayer(keys, values, width, tuple(segments)))
+        mask = rep(torch.cat([torch.cat([m.new_zeros(m.shape[0], width - m.shape[1]), m], 1) for _, _, m, _ in parts]))
+        if shared:
+            keep = torch.zeros((mask.shape[0], capacity), dtype=torch.bool, device=mask.device)
+            keep[:, :width] = mask.bool()
+            mask = additive_mask(keep, layers[0].keys.dtype)[:, None, None, :]
+        return rep(torch.cat([p[0] for p in parts])), Cache(layers=layers), mask, rep(torch.cat([p[3] for p in parts]))
 
     @torch.inference_mode()
     def generate(self, units: Sequence[PrefillUnit], sampling: Sampling, num_samples: int) -> list[list[str]]:
@@ -338,63 +354,14 @@ class CausalDecoder(_Decoder):
 
     def _decode(self, parts, rows, sampling: Sampling, k: int, merge: bool) -> list[list[str]]:
         max_new = max(r.max_new_tokens for r in rows)
-        if self.shared and any(getattr(p[1].layers[0], "segments", ()) for p in parts):
-            return self._decode_shared(parts, rows, sampling, k, max_new)
+        shared = self.shared and any(getattr(p[1].layers[0], "segments", ()) for p in parts)
         if merge:
-            logits, cache, mask, last = self._merge(parts, max_new, k)
+            logits, cache, mask, last = self._merge(parts, max_new, k, shared)
         else:
             logits, cache, mask, last = parts[0]
             if k > 1:
                 cache.batch_repeat_interleave(k)
                 logits, mask, last = (t.repeat_interleave(k, 0) for t in (logits, mask, last))
-        expanded = [r for r in rows for _ in range(k)]
-        generators = _generators(rows, k, sampling, logits.device)
-        state = {"mask": mask, "pos": last, "cache": cache}
-
-        def step(tokens: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
-            if keep is not None:
-                state["cache"].batch_select_indices(keep)
-                state["mask"], state["pos"] = state["mask"][keep], state["pos"][keep]
-            state["mask"] = torch.cat([state["mask"], state["mask"].new_ones(state["mask"].shape[0], 1)], 1)
-            state["pos"] = state["pos"] + 1
-            out = self.model(input_ids=tokens, attention_mask=state["mask"], position_ids=state["pos"][:, None],
-                             use_cache=True, **{self.cache_kw: state["cache"]})
-            return out.logits[:, -1]
-
-        texts = decode_loop(logits, step, expanded, sampling, generators, self.tokenizer, self.eos_ids)
-        return [texts[i * k : (i + 1) * k] for i in range(len(rows))]
-
-
-    @staticmethod
-    def _merge_shared(parts: list[tuple], capacity_new: int, repeats: int):
-        """As _merge, for shared-prefix parts (and parts without a prefix): one preallocated
-        suffix buffer per layer, the parts' tokens left-padded into it, each part's shared
-        segment kept once and named for the part's rows; the mask is additive, 4-D, and
-        spans the whole buffer (positions not yet written are masked)."""
-        width = max(p[2].shape[1] for p in parts)
-        counts = [p[2].shape[0] * repeats for p in parts]
-        total, capacity = sum(counts), width + capacity_new
-        rep = (lambda t: t.repeat_interleave(repeats, 0)) if repeats > 1 else (lambda t: t)
-        layers = []
-        for li in range(len(parts[0][1].layers)):
-            keys, values = (_left_padded([getattr(p[1].layers[li], which) for p in parts], counts, width, capacity, rep)
-                            for which in ("keys", "values"))
-            segments, row = [], 0
-            for (_, cache, _, _), n in zip(parts, counts):
-                for seg in getattr(cache.layers[li], "segments", ()):
-                    segments.append(SharedSegment(seg.keys, seg.values, row + seg.start * repeats,
-                                                  row + seg.stop * repeats))
-                row += n
-            layers.append(SharedPrefixLayer(keys, values, width, tuple(segments)))
-        keep = torch.zeros((total, capacity), dtype=torch.bool, device=parts[0][2].device)
-        keep[:, :width] = rep(torch.cat([torch.cat([m.new_zeros(m.shape[0], width - m.shape[1]), m], 1)
-                                         for _, _, m, _ in parts])).bool()
-        mask = additive_mask(keep, layers[0].keys.dtype)[:, None, None, :]
-        return (rep(torch.cat([p[0] for p in parts])), Cache(layers=layers), mask,
-                rep(torch.cat([p[3] for p in parts])))
-
-    def _decode_shared(self, parts, rows, sampling: Sampling, k: int, max_new: int) -> list[list[str]]:
-        logits, cache, mask, last = self._merge_shared(parts, max_new, k)
         expanded = [r for r in rows for _ in range(k)]
         generators = _generators(rows, k, sampling, logits.device)
         state = {"mask": mask, "pos": last}
@@ -403,11 +370,8 @@ class CausalDecoder(_Decoder):
             if keep is not None:
                 cache.batch_select_indices(keep)
                 state["mask"], state["pos"] = state["mask"][keep], state["pos"][keep]
-            filled = cache.layers[0].get_seq_length()  # the new token's key goes here
-            if filled >= state["mask"].shape[-1]:  # past the planned length: the cache grows too
-                state["mask"] = torch.cat([state["mask"], torch.full_like(state["mask"], torch.finfo(
-                    state["mask"].dtype).min)], -1)
-            state["mask"][..., filled] = 0
+            state["mask"] = _open_column(state["mask"], cache) if shared else torch.cat(
+                [state["mask"], state["mask"].new_ones(state["mask"].shape[0], 1)], 1)
             state["pos"] = state["pos"] + 1
             out = self.model(input_ids=tokens, attention_mask=state["mask"], position_ids=state["pos"][:, None],
                              use_cache=True, **{self.cache_kw: cache})
@@ -415,6 +379,17 @@ class CausalDecoder(_Decoder):
 
         texts = decode_loop(logits, step, expanded, sampling, generators, self.tokenizer, self.eos_ids)
         return [texts[i * k : (i + 1) * k] for i in range(len(rows))]
+
+
+def _open_column(mask: torch.Tensor, cache: Any) -> torch.Tensor:
+    """Unmask, in a shared-prefix decode mask spanning the whole buffer (4-D, additive), the
+    column the step's new token is about to be written to; past the planned length the mask
+    doubles as the cache does."""
+    filled = cache.layers[0].get_seq_length()
+    if filled >= mask.shape[-1]:
+        mask = torch.cat([mask, torch.full_like(mask, torch.finfo(mask.dtype).min)], -1)
+    mask[..., filled] = 0
+    return mask
 
 
 # ---------------------------------------------------------------------- encoder-decoder models

@@ -25,6 +25,7 @@ __all__ = ["HFAdapter", "cut_at_stop"]
 _LARGE = 1_000_000
 PREFIX_MIN_TOKENS = 32
 
+
 class HFAdapter:
     """ModelAdapter over a loaded transformers model and tokenizer."""
 

@@ -136,7 +136,7 @@ def load_model(
     name: str | None = None,
 ) -> HFAdapter:
     """Load ``spec`` (local dir, ``.gguf`` file or hub id) as an HFAdapter; ``batch_size`` None
-    is auto (hf.auto_decode_rows)."""
+    is auto (models/auto_batch.py)."""
     if dtype not in DTYPES:
         raise ModelLoadError(f"unknown --dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     path = Path(spec).expanduser()
