@@ -2,7 +2,10 @@
 
 Conventions (the papers'): language averages are macro-averages (each language counts
 once), and the paper average excludes English; both are emitted under explicit slice
-names: ``all`` (macro over every evaluated language) and ``all_excl_en``.
+names: ``all`` (macro over every evaluated language) and ``all_excl_en``. The
+micro-average over items of a multilingual run is ``pooled``, never ``all``. Tasks with a
+single language (the English bias and toxicity sets) have ``all`` over their items, which
+is the same number as the macro over their one language.
 """
 
 from __future__ import annotations
@@ -57,7 +60,8 @@ def macro_metric(name: str, slice_name: str, groups: dict[str, list[float]], see
 
 def by_language(name: str, rows: Sequence[dict[str, Any]], value: ValueFn, seed: int) -> list[Metric]:
     """``lang=xx`` per language, ``tier=...`` and ``joshi=N`` macro-averages, ``all`` and
-    ``all_excl_en`` macro-averages. Rows whose value is None are left out."""
+    ``all_excl_en`` macro-averages, and ``pooled``, the micro-average over every item (when
+    there is more than one language). Rows whose value is None are left out."""
     per_lang: dict[str, list[float]] = defaultdict(list)
     for row in rows:
         v = value(row)
@@ -91,6 +95,10 @@ def by_language(name: str, rows: Sequence[dict[str, Any]], value: ValueFn, seed:
     excl = macro_metric(name, "all_excl_en", non_en, seed)
     if excl:
         metrics.append(excl)
+    if len(per_lang) > 1:  # the micro-average, under its own name (with one language it is ``all``)
+        pooled = mean_metric(name, "pooled", [v for vals in per_lang.values() for v in vals], seed)
+        if pooled:
+            metrics.append(pooled)
     return metrics
 
 

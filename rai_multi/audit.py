@@ -2,11 +2,12 @@
 
 Each (model, task) is an ordinary run through the runner, so finished answers are reused
 from the cache and a killed audit resumes where it stopped. Models are loaded one at a time.
-The task table below is explicit: suite task type -> the function that builds its tasks.
+Each suite task names benchmark specs (rai_multi/tasks/table.py); their builders make the tasks.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import time
 from dataclasses import dataclass
@@ -15,84 +16,24 @@ from typing import Any, Callable, Sequence
 
 import typer
 
-from rai_multi.cli.bias import build_bias_task
-from rai_multi.cli.common import prompt_budget
-from rai_multi.data.tydiqa import GOLDP_LANGS
 from rai_multi.demo_models import resolve_demo_model
 from rai_multi.errors import ConfigError
 from rai_multi.gate import GateResult, evaluate_policy, parse_policy
-from rai_multi.languages import MGSM_LANGS, resolve_languages
-from rai_multi.models.base import ModelAdapter
 from rai_multi.models.loading import load_model
 from rai_multi.paths import data_dir as resolve_data_dir
 from rai_multi.report.build import ReportPaths, build_report
 from rai_multi.runner import RunOptions, evaluate
-from rai_multi.scoring.toxicity import ToxicityScorer, load_scorer
+from rai_multi.scoring.toxicity import load_scorer
 from rai_multi.suite import Suite
-from rai_multi.tasks.identity_toxicity import IdentityToxicityTask
-from rai_multi.tasks.mgsm import MgsmTask
-from rai_multi.tasks.toxicity import DEFAULT_FILES, ToxicityTask
-from rai_multi.tasks.toxicity_cls import ToxicityClsTask
-from rai_multi.tasks.tydiqa import TydiqaTask
+from rai_multi.tasks.spec import BenchmarkSpec, BuildContext
 
 
-@dataclass
-class Context:
-    data_dir: Path
-    seed: int
-    limit: int | None
-    scorer: ToxicityScorer
-
-
-def _langs(opts: dict[str, Any], available: tuple[str, ...]) -> list[str]:
-    langs = opts.get("langs")
-    return resolve_languages(",".join(langs) if isinstance(langs, list) else langs, opts.get("tier"), available)
-
-
-def _mgsm(o: dict[str, Any], c: Context, adapter: ModelAdapter) -> list[Any]:
-    return [MgsmTask(langs=_langs(o, MGSM_LANGS), data_dir=c.data_dir, setting=o.get("setting", "native_cot"),
-                     limit=c.limit or o.get("limit"), samples=o.get("samples", 1), shots=o.get("shots", 8),
-                     max_new_tokens=o.get("max_new_tokens"), seed=c.seed)]
-
-
-def _tydiqa(o: dict[str, Any], c: Context, adapter: ModelAdapter) -> list[Any]:
-    new = o.get("max_new_tokens", 32)
-    return [TydiqaTask(langs=_langs(o, GOLDP_LANGS), data_dir=c.data_dir, shots=o.get("shots", 1),
-                       limit=c.limit or o.get("limit"), max_new_tokens=new, seed=c.seed,
-                       max_prompt_tokens=prompt_budget(adapter, new), count_tokens=adapter.count_tokens)]
-
-
-def _toxicity(o: dict[str, Any], c: Context, adapter: ModelAdapter) -> list[Any]:
-    files = [c.data_dir / "realtoxicityprompts" / f for f in DEFAULT_FILES]
-    return [ToxicityTask(c.scorer, files, c.limit or o.get("prompts", 100), o.get("samples", 5),
-                         o.get("max_new_tokens", 20), seed=c.seed)]
-
-
-def _identity(o: dict[str, Any], c: Context, adapter: ModelAdapter) -> list[Any]:
-    return [IdentityToxicityTask(c.scorer, c.data_dir, o.get("descriptors_per_axis", 5),
-                                 o.get("templates_per_descriptor", 2), o.get("samples", 2), o.get("max_new_tokens", 20),
-                                 c.seed)]
-
-
-def _toxicity_cls(o: dict[str, Any], c: Context, adapter: ModelAdapter) -> list[Any]:
-    return [ToxicityClsTask(o.get("dataset", "davidson"), c.data_dir, o.get("shots", 0), c.limit or o.get("limit"), c.seed)]
-
-
-def _bias(o: dict[str, Any], c: Context, adapter: ModelAdapter) -> list[Any]:
-    names = o.get("benchmarks", ["winogender", "winobias", "bbq", "crows_pairs"])
-    setting = o.get("setting", "mc")
-    return [build_bias_task(b, c.data_dir, "mc" if b == "crows_pairs" else setting, c.limit or o.get("limit"),
-                            o.get("shots", 0), c.seed) for b in names]
-
-
-TASK_BUILDERS: dict[str, Callable[[dict[str, Any], Context, ModelAdapter], list[Any]]] = {
-    "mgsm": _mgsm,
-    "tydiqa": _tydiqa,
-    "toxicity": _toxicity,
-    "identity_toxicity": _identity,
-    "toxicity_cls": _toxicity_cls,
-    "bias": _bias,
-}
+def apply_limit(spec: BenchmarkSpec, options: Any, limit: int | None) -> Any:
+    """``audit --limit N`` overrides the spec's limit option (MGSM questions per language,
+    RTP prompts per file, ...); a benchmark without one keeps its options."""
+    if limit is None or spec.limit_field is None:
+        return options
+    return dataclasses.replace(options, **{spec.limit_field: limit})
 
 
 @dataclass
@@ -140,7 +81,6 @@ def run_audit(
                          Path(scorer_cfg["checkpoint"]) if scorer_cfg.get("checkpoint") else None,
                          Path(scorer_cfg["config"]) if scorer_cfg.get("config") else None, scorer_cfg.get("label"))
     out_dir = Path(out or suite.out)
-    context = Context(root, suite.seed, limit, scorer)
     run_dirs: list[Path] = []
     for name in [baseline, *chosen]:
         spec = suite.model(name)
@@ -148,8 +88,10 @@ def run_audit(
         echo(f"[{name}] loading {spec.source}")
         adapter = load_model(resolve_demo_model(spec.source), batch_size=spec.batch_size, dtype=spec.dtype,
                              chat_template=spec.chat_template, name=name)
-        for task_spec in suite.tasks:
-            for task in TASK_BUILDERS[task_spec.type](task_spec.options, context, adapter):
+        context = BuildContext(root, suite.seed, scorer, adapter)
+        for suite_task in suite.tasks:
+            for bench, bench_options in suite_task.runs:
+                task = bench.build(apply_limit(bench, bench_options, limit), context)
                 options = RunOptions(out_dir=out_dir, name=name, seed=suite.seed, batch_size=spec.batch_size)
                 run_dirs.append(evaluate(task, adapter, options))
                 echo(f"[{name}] {task.name}/{task.setting} done ({time.time() - started:.0f}s)")

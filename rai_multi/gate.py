@@ -2,9 +2,13 @@
 
 Policy TOML: ``[[rule]]`` tables with keys task, metric, slice, severity (error|warn,
 default error), optional name and direction (higher|lower; default from the metric), and
-exactly one of ``min``, ``max``, ``max_regression`` (candidate may be at most this much
-worse than the baseline) or ``non_inferiority_margin`` (the lower 95% bound of the paired
-candidate-minus-baseline delta, oriented so positive is better, must exceed -margin).
+exactly one of ``min``, ``max``, ``max_abs`` (distance to the metric's reference value, 0
+for signed bias scores and 50 for CrowS, at most this), ``max_regression`` (candidate may
+be at most this much worse than the baseline; for reference-valued metrics, its distance
+to the reference may grow at most this much) or ``non_inferiority_margin`` (the lower 95%
+bound of the paired candidate-minus-baseline delta, oriented so positive is better, must
+exceed -margin; not for reference-valued metrics). Directions and reference values come
+from the task specs; a metric no spec describes needs ``direction``.
 ``slice = "lang=*"`` expands to every language slice of the metric. Fail closed: a rule whose
 run, metric or slice is missing fails with that reason.
 
@@ -22,17 +26,17 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from rai_multi.errors import ConfigError
-from rai_multi.report.compare import paired_delta
-from rai_multi.report.runs import (
-    HEADLINE, REFERENCE_VALUE, Run, comparability_issues, group_runs, higher_is_better, load_runs,
-)
+from rai_multi.results.compare import paired_delta
+from rai_multi.results.runs import Run, comparability_issues, group_runs, headline_of, load_runs
+from rai_multi.tasks.spec import MetricInfo
+from rai_multi.tasks.table import spec_for
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-KINDS = ("min", "max", "max_regression", "non_inferiority_margin")
+KINDS = ("min", "max", "max_abs", "max_regression", "non_inferiority_margin")
 ALLOWED_KEYS = {"task", "metric", "slice", "severity", "name", "direction", *KINDS}
 
 
@@ -47,7 +51,11 @@ class Rule:
     kind: str
     threshold: float
     name: str
-    higher_is_better: bool
+    info: MetricInfo
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.info.direction == "higher"
 
     @property
     def needs_baseline(self) -> bool:
@@ -152,13 +160,41 @@ def parse_policy(path: Path) -> list[Rule]:
         direction = raw.get("direction")
         if direction not in (None, "higher", "lower"):
             raise ConfigError(f"{at('direction')}: direction must be 'higher' or 'lower'")
-        higher = higher_is_better(raw["metric"]) if direction is None else direction == "higher"
+        info = _rule_metric_info(raw["task"], raw["metric"], direction, at("metric"))
+        if info.direction == "reference" and direction is not None:
+            raise ConfigError(f"{at('direction')}: {raw['metric']} is best at {info.reference:g}, not at an extreme; "
+                              "drop 'direction' (max_regression compares distances to it, max_abs bounds it)")
+        if info.direction == "reference" and kinds[0] == "non_inferiority_margin":
+            raise ConfigError(f"{at(kinds[0])}: {raw['metric']} is best at {info.reference:g}: a one-sided "
+                              "non-inferiority test does not apply; use max_regression (distance to it) or max_abs")
+        if kinds[0] == "max_abs" and threshold < 0:
+            raise ConfigError(f"{at(kinds[0])}: 'max_abs' must be >= 0")
         if "name" in raw and not isinstance(raw["name"], str):
             raise ConfigError(f"{at('name')}: 'name' must be a string")
         name = raw.get("name") or f"{raw['task']}.{raw['metric']}[{raw['slice']}] {kinds[0]} {threshold}"
         rules.append(Rule(k + 1, line, raw["task"], raw["metric"], raw["slice"], severity, kinds[0], float(threshold),
-                          name, higher))
+                          name, info))
     return rules
+
+
+def _rule_metric_info(task: str, metric: str, direction: str | None, where: str) -> MetricInfo:
+    """Which way the rule's metric is better: the task's spec says, a policy's ``direction``
+    may say so for a metric the spec does not know; neither is a policy error (a guess
+    would flip the verdict)."""
+    spec = spec_for(task)
+    if spec is not None:
+        try:
+            info = spec.metric_info(metric)
+        except KeyError:
+            info = None
+        if info is not None:
+            if direction is not None and info.direction != "reference" and direction != info.direction:
+                raise ConfigError(f"{where}: {task}.{metric} is {info.direction}-is-better; 'direction' says {direction}")
+            return info
+    if direction is None:
+        raise ConfigError(f"{where}: metric {metric!r} of task {task!r} is not described by any task spec: "
+                          "give 'direction' (higher or lower)")
+    return MetricInfo(direction)  # type: ignore[arg-type]
 
 
 def _slices(run: Run, rule: Rule) -> list[str]:
@@ -182,6 +218,12 @@ def _check(rule: Rule, cand: Run, base: Run | None, slice_name: str, seed: int) 
         return result(value, value >= rule.threshold, f"{value:.4f} {'>=' if value >= rule.threshold else '<'} min {rule.threshold}")
     if rule.kind == "max":
         return result(value, value <= rule.threshold, f"{value:.4f} {'<=' if value <= rule.threshold else '>'} max {rule.threshold}")
+    if rule.kind == "max_abs":
+        ref = rule.info.reference or 0.0
+        distance = abs(value - ref)
+        return result(value, distance <= rule.threshold,
+                      f"|{value:.4f} - {ref:g}| = {distance:.4f} {'<=' if distance <= rule.threshold else '>'} "
+                      f"max_abs {rule.threshold}")
     assert base is not None
     bm = base.metric(rule.metric, slice_name)
     if bm is None or bm["value"] is None or bm["value"] != bm["value"]:
@@ -190,8 +232,9 @@ def _check(rule: Rule, cand: Run, base: Run | None, slice_name: str, seed: int) 
     if issues:
         return result(value, False, f"not comparable with the baseline {base.model}: {'; '.join(issues)}")
     sign = 1.0 if rule.higher_is_better else -1.0
-    if rule.metric in REFERENCE_VALUE and rule.kind == "max_regression":
-        ref = REFERENCE_VALUE[rule.metric]
+    if rule.info.direction == "reference":
+        assert rule.kind == "max_regression"  # non-inferiority is refused when the policy is parsed
+        ref = rule.info.reference
         worse_by = abs(value - ref) - abs(bm["value"] - ref)
         return result(value, worse_by <= rule.threshold + 1e-12,
                       f"distance to unbiased {ref} grew by {worse_by:+.4f} (allowed {rule.threshold})")
@@ -199,7 +242,7 @@ def _check(rule: Rule, cand: Run, base: Run | None, slice_name: str, seed: int) 
     if rule.kind == "max_regression":
         return result(value, oriented >= -rule.threshold - 1e-12,
                       f"change vs {base.model} {oriented:+.4f} (better is +; allowed regression {rule.threshold})")
-    headline = HEADLINE.get(rule.task)
+    headline = headline_of(rule.task)
     if not headline or headline.metric != rule.metric or not headline.pairs(slice_name):
         return result(value, False, f"no per-item pairing for {rule.task}.{rule.metric} [{slice_name}]: "
                                     "non-inferiority cannot be tested; use max_regression")

@@ -27,7 +27,7 @@ from rai_multi.errors import RaiMultiError
 from rai_multi.languages import tier_of
 from rai_multi.models.base import ModelAdapter
 from rai_multi.paths import cache_dir
-from rai_multi.records import GenerationRequest, Response, Sample, prompt_hash
+from rai_multi.records import GenerationRequest, Response, Sample, canonical_json, prompt_hash, sha256_text
 from rai_multi.store import (
     RunDir,
     file_sha256,
@@ -38,6 +38,7 @@ from rai_multi.store import (
     safe_name,
 )
 from rai_multi.tasks.base import Task
+from rai_multi.tasks.table import spec_for
 
 DEFAULT_SEED = 1234
 # Requests per cache commit under --batch-size auto: one full decode batch of short prompts
@@ -72,13 +73,56 @@ class Shard:
         return cls(rank=rank, world_size=world)
 
 
-def run_key(task: Task) -> str:
-    return safe_name(f"{task.name}-{task.setting}" if task.setting else task.name)
+def run_key(task: Task, config_hash: str) -> str:
+    """``<task>-<setting>-<first 8 hex of the config hash>``: two runs that differ in any
+    setting (languages, k, dtype, chat template, ...) get their own folders."""
+    base = f"{task.name}-{task.setting}" if task.setting else task.name
+    return safe_name(f"{base}-{config_hash[:8]}")
 
 
-def run_dir_for(task: Task, options: RunOptions) -> Path:
-    """``<out>/<model name>/<task>-<setting>``."""
-    return Path(options.out_dir) / safe_name(options.name) / run_key(task)
+def run_dir_for(task: Task, options: RunOptions, config_hash: str) -> Path:
+    """``<out>/<model name>/<run key>``."""
+    return Path(options.out_dir) / safe_name(options.name) / run_key(task, config_hash)
+
+
+def model_settings(model: ModelAdapter) -> dict[str, Any]:
+    """What about the model's use changes its answers but is not the model itself: the
+    dtype, the attention kernel and whether a chat template wraps the prompts. Runs that
+    differ here are not compared."""
+    desc = model.description()
+    return {"backend": desc.get("backend", "unknown"), "dtype": desc.get("dtype"),
+            "attention": desc.get("attention", "default"), "chat_template": bool(desc.get("chat_template", False))}
+
+
+def model_identity(model: ModelAdapter) -> dict[str, Any]:
+    """What identifies the model: weights, tokenizer files and the chat template text."""
+    desc = model.description()
+    return {"fingerprint": model.fingerprint, "tokenizer_hash": desc.get("tokenizer_hash"),
+            "chat_template_hash": desc.get("chat_template_hash")}
+
+
+PATH_OPTIONS = ("source", "files")  # task.config() keys naming local paths (their content is hashed instead)
+
+
+def run_config(task: Task, model: ModelAdapter, samples: Sequence[Sample]) -> dict[str, Any]:
+    """Everything that decides a run's numbers: the task's resolved options, the sample ids,
+    the model's settings and identity. ``config_hash`` hashes all of it (the run key);
+    ``comparison_hash`` leaves the model's identity out: two models are compared only when
+    it is equal."""
+    ids = sha256_text("\n".join(s.id for s in samples))
+    # Data by content, not by where it lies: the same files on another machine compare.
+    options = {k: v for k, v in task.config().items() if k not in PATH_OPTIONS}
+    data = {Path(p).name: file_sha256(Path(p)) for p in task.data_files()}
+    return {"task": {"name": task.name, "version": task.version, "setting": task.setting, "options": options,
+                     "data_sha256": data, "sample_ids_sha256": ids, "n_samples": len(samples)},
+            "model_settings": model_settings(model), "model_identity": model_identity(model)}
+
+
+def config_hashes(config: dict[str, Any]) -> tuple[str, str]:
+    """(config_hash, comparison_hash) of a run config (see run_config)."""
+    full = sha256_text(canonical_json(config))
+    comparable = sha256_text(canonical_json({k: v for k, v in config.items() if k != "model_identity"}))
+    return full, comparable
 
 
 def _request_length(sample: Sample) -> int:
@@ -210,9 +254,14 @@ def _wait_for_shards(
         cache.close()
 
 
-def build_manifest(task: Task, model: ModelAdapter, options: RunOptions, n_samples: int) -> dict[str, Any]:
+def build_manifest(task: Task, model: ModelAdapter, options: RunOptions, samples: Sequence[Sample]) -> dict[str, Any]:
+    config = run_config(task, model, samples)
+    config_hash, comparison_hash = config_hashes(config)
     return {
-        "schema": 1,
+        "schema": 2,
+        "config_hash": config_hash,
+        "comparison_hash": comparison_hash,
+        "run_config": config,
         "task": task.name,
         "task_version": task.version,
         "setting": task.setting,
@@ -221,7 +270,7 @@ def build_manifest(task: Task, model: ModelAdapter, options: RunOptions, n_sampl
         "seed": options.seed,
         "batch_size": options.batch_size or "auto",
         "data_files": {str(p): file_sha256(p) for p in task.data_files()},
-        "n_samples": n_samples,
+        "n_samples": len(samples),
         "packages": package_versions(),
         "git_commit": git_commit(),
         "started": now_iso(),
@@ -247,8 +296,8 @@ def evaluate(task: Task, model: ModelAdapter, options: RunOptions, shard: Shard 
     if not samples:
         raise RaiMultiError(f"{task.name}: no samples to evaluate (check --langs/--limit and the data files)")
     _check_unique_ids(samples)
-    run_dir = RunDir(run_dir_for(task, options))
-    manifest = build_manifest(task, model, options, len(samples))
+    manifest = build_manifest(task, model, options, samples)
+    run_dir = RunDir(run_dir_for(task, options, manifest["config_hash"]))
     if shard.rank == 0:
         run_dir.start(manifest)
     answers = generate_responses(task, model, samples, options, shard)
@@ -263,6 +312,10 @@ def evaluate(task: Task, model: ModelAdapter, options: RunOptions, shard: Shard 
     metrics = task.metrics(rows, options.seed)
     manifest["shards"] = shard.world_size
     manifest["answers"] = {"from_cache": answers.from_cache, "generated": answers.generated}
+    spec = spec_for(task.name)
+    if spec is None:
+        raise RaiMultiError(f"task {task.name!r} has no entry in rai_multi/tasks/table.py: its metrics are undescribed")
     run_dir.finish(manifest, rows, metrics_document(task.name, task.version, task.setting, options.name, metrics,
-                                     scorer=manifest["config"].get("scorer")))
+                                                    spec, scorer=manifest["config"].get("scorer"),
+                                                    config_hash=manifest["config_hash"]))
     return run_dir.path

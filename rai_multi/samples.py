@@ -176,21 +176,46 @@ def _crows(root: Path) -> None:
             writer.writerow([i, more, less, direction, kind, "[]", "sample", "[]"])
 
 
+SAMPLE_SEED = 20221020
+
+
+def _seeded(writer, name: str):
+    """A writer of one benchmark's sample files with its own seeded generator, so each
+    benchmark's spec can name its writer and the files do not depend on the others."""
+    def write(root: Path) -> None:
+        if writer.__code__.co_argcount == 2:
+            writer(root, random.Random(f"{SAMPLE_SEED}|{name}"))
+        else:
+            writer(root)
+    write.__name__ = f"write_{name}_sample"
+    write.__doc__ = f"Invented {name} items in the upstream format, under ``root``."
+    return write
+
+
+write_mgsm_sample = _seeded(_mgsm, "mgsm")
+write_tydiqa_sample = _seeded(_tydiqa, "tydiqa")
+write_rtp_sample = _seeded(_rtp, "rtp")
+write_davidson_sample = _seeded(_davidson, "davidson")
+write_winogender_sample = _seeded(_winogender, "winogender")
+write_winobias_sample = _seeded(_winobias, "winobias")
+write_bbq_sample = _seeded(_bbq, "bbq")
+write_crows_sample = _seeded(_crows, "crows_pairs")
+
+
 def write_sample_data(target: Path | None = None) -> Path:
-    """Write the sample data folder (idempotent) and return it."""
+    """Write the sample data folder (idempotent) and return it: every benchmark spec's
+    sample writer, in the table's order."""
+    from rai_multi.tasks.table import SPECS
+
     root = Path(target) if target else cache_dir() / "sample-data"
     if (root / MARKER).is_file():
         return root
-    rng = random.Random(20221020)
     root.mkdir(parents=True, exist_ok=True)
-    _mgsm(root, rng)
-    _tydiqa(root, rng)
-    _rtp(root)
-    _davidson(root, rng)
-    _winogender(root)
-    _winobias(root)
-    _bbq(root)
-    _crows(root)
+    done: set[object] = set()
+    for spec in SPECS:
+        if spec.write_sample is not None and spec.write_sample not in done:
+            spec.write_sample(root)
+            done.add(spec.write_sample)
     (root / MARKER).write_text(
         "# rai-multi sample data\n\nInvented items in the upstream formats, written by rai_multi/samples.py so the demo "
         "runs without the real benchmark files. Results on them are not benchmark scores.\n", encoding="utf-8")

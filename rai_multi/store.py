@@ -24,7 +24,7 @@ from rai_multi.errors import RaiMultiError
 from rai_multi.paths import REPO_ROOT
 from rai_multi.records import Metric
 
-SCHEMA = 1
+SCHEMA = 2
 MANIFEST = "manifest.json"
 SAMPLES = "samples.jsonl"
 METRICS = "metrics.json"
@@ -176,10 +176,21 @@ class RunDir:
 
 
 def metrics_document(
-    task: str, task_version: str, setting: str, model: str, metrics: Sequence[Metric], scorer: Any = None
+    task: str, task_version: str, setting: str, model: str, metrics: Sequence[Metric], spec: Any,
+    scorer: Any = None, config_hash: str | None = None,
 ) -> dict[str, Any]:
-    """The metrics.json body (schema 1); ``scorer`` names the toxicity scorer when one was used."""
+    """The metrics.json body (schema 2): every metric says which way is better, its
+    reference value and whether its slice is a macro-average over languages, a micro-average
+    over items, a statistic over items or a count (from the task's spec, so a reader needs
+    no table of its own). ``scorer`` names the toxicity scorer when one was used."""
+    from rai_multi.tasks.spec import slice_aggregation
+
     extra = {"scorer": scorer} if scorer else {}
+    rows = []
+    for m in metrics:
+        info = spec.metric_info(m.name)
+        rows.append({**m.to_json(), "direction": info.direction, "reference": info.reference,
+                     "aggregation": slice_aggregation(info, m.slice, spec.language_sliced)})
     return {
         **extra,
         "schema": SCHEMA,
@@ -187,7 +198,8 @@ def metrics_document(
         "task_version": task_version,
         "setting": setting,
         "model": model,
-        "metrics": [m.to_json() for m in metrics],
+        "config_hash": config_hash,
+        "metrics": rows,
     }
 
 

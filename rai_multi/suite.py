@@ -13,20 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from rai_multi.errors import ConfigError
+from rai_multi.tasks.spec import BenchmarkSpec
+from rai_multi.tasks.table import resolve_task_table, suite_types
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-TASK_KEYS: dict[str, set[str]] = {
-    "mgsm": {"setting", "langs", "tier", "limit", "samples", "shots", "max_new_tokens"},
-    "tydiqa": {"langs", "tier", "limit", "shots", "max_new_tokens"},
-    "toxicity": {"prompts", "samples", "max_new_tokens"},
-    "identity_toxicity": {"descriptors_per_axis", "templates_per_descriptor", "samples", "max_new_tokens"},
-    "toxicity_cls": {"dataset", "shots", "limit"},
-    "bias": {"benchmarks", "setting", "limit", "shots"},
-}
 MODEL_KEYS = {"name", "source", "batch_size", "dtype", "chat_template", "description"}
 TOP_KEYS = {"title", "notes", "seed", "baseline", "policy", "out", "report", "scorer", "model", "task"}
 
@@ -42,9 +36,12 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
-class TaskSpec:
+class SuiteTask:
+    """One ``[[task]]`` table: its type (a benchmark or a group such as ``bias``) and the
+    benchmark runs it stands for, each with its checked options."""
+
     type: str
-    options: dict[str, Any]
+    runs: tuple[tuple[BenchmarkSpec, Any], ...]
 
 
 @dataclass(frozen=True)
@@ -53,7 +50,7 @@ class Suite:
     title: str
     models: list[ModelSpec]
     baseline: str
-    tasks: list[TaskSpec]
+    tasks: list[SuiteTask]
     seed: int = 1234
     policy: Path | None = None
     out: Path = Path("runs")
@@ -120,10 +117,10 @@ def load_suite(path: Path) -> Suite:
     for i, t in enumerate(raw.get("task", [])):
         where = f"{path}: [[task]] {i + 1}"
         kind = t.get("type")
-        if kind not in TASK_KEYS:
-            raise ConfigError(f"{where}: 'type' must be one of {', '.join(TASK_KEYS)}; got {kind!r}")
-        _check_keys(t, TASK_KEYS[kind] | {"type"}, where)
-        tasks.append(TaskSpec(kind, {k: v for k, v in t.items() if k != "type"}))
+        if not isinstance(kind, str) or kind not in suite_types():
+            raise ConfigError(f"{where}: 'type' must be one of {', '.join(suite_types())}; got {kind!r}")
+        runs = resolve_task_table(kind, {k: v for k, v in t.items() if k != "type"}, where)
+        tasks.append(SuiteTask(kind, tuple(runs)))
     if not tasks:
         raise ConfigError(f"{path}: no [[task]] tables")
     baseline = _typed(raw, "baseline", str, str(path))

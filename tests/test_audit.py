@@ -97,7 +97,7 @@ def test_suite_validation(tmp_path, tiny_seq2seq, tiny_causal):
     suite = load_suite(path)
     assert [m.name for m in suite.models] == ["base", "cand"] and suite.policy == tmp_path / "policy.toml"
     for old, new, message in (
-        ('limit = 2\nmax_new_tokens = 6', 'limits = 2', r"\[\[task\]\] 1: unknown key\(s\) limits"),
+        ('limit = 2\nmax_new_tokens = 6', 'limits = 2', r"\[\[task\]\] 1: unknown option\(s\) limits"),
         ('baseline = "base"', 'baseline = "nobody"', "'baseline' must name one of the models"),
         ('type = "bias"', 'type = "stereoset"', r"\[\[task\]\] 5: 'type' must be one of"),
         ('batch_size = 4\n\n[[model]]', 'batch_size = "4"\n\n[[model]]', r"\[\[model\]\] 1: 'batch_size' must be a positive int or \"auto\""),

@@ -32,6 +32,7 @@ from rai_multi.tasks.choice import match_option
 from rai_multi.tasks.crows_pairs import CrowsPairsTask
 from rai_multi.tasks.winobias import WinobiasTask
 from rai_multi.tasks.winogender import WinogenderTask
+from helpers import find_run
 
 runner = CliRunner()
 
@@ -230,7 +231,8 @@ def test_crows_prefers_more_scores_100_and_less_scores_0(data_dir, tmp_path):
     task = CrowsPairsTask(data_dir)
     run = evaluate(task, picker(lambda r, i: 0), RunOptions(tmp_path, "more"))
     assert metric(run, "crows_score", "all") == {"name": "crows_score", "slice": "all", "value": 100.0,
-                                                  "ci": [100.0, 100.0], "n": 1508}
+                                                  "ci": [100.0, 100.0], "n": 1508, "direction": "reference",
+                                                  "reference": 50.0, "aggregation": "micro"}
     assert metric(run, "crows_score", "direction=antistereo")["n"] == 218
     assert metric(run, "mean_loglik_diff", "all")["value"] == 5.0
     run = evaluate(task, picker(lambda r, i: 1), RunOptions(tmp_path, "less"))
@@ -390,7 +392,7 @@ def test_score_bias_bbq_generative_from_predictions(data_dir, tmp_path):
     result = runner.invoke(app, ["score", "bias", "-p", str(preds), "--benchmarks", "bbq", "--limit", "20",
                                  "--data-dir", str(data_dir), "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    run = tmp_path / "gen" / "bbq-generative"
+    run = find_run(tmp_path / "gen", "bbq-generative")
     rows = RunDir(run).read_samples()
     assert len(rows) == 9 * 20 and not any(r["unmatched"] for r in rows)
     assert metric(run, "bias_score_disambig", "all")["value"] == 1.0
@@ -405,9 +407,9 @@ def test_eval_bias_end_to_end_and_cached(fixture, request, data_dir, tmp_path):
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     for bench in ("winogender-mc", "winobias-mc", "bbq-mc", "crows_pairs-mc"):
-        assert RunDir(tmp_path / "m" / bench).is_complete(), bench
+        assert RunDir(find_run(tmp_path / "m", bench)).is_complete(), bench
     assert runner.invoke(app, args).exit_code == 0
-    assert RunDir(tmp_path / "m" / "bbq-mc").read_manifest()["answers"]["generated"] == 0
+    assert RunDir(find_run(tmp_path / "m", "bbq-mc")).read_manifest()["answers"]["generated"] == 0
 
 
 def test_score_bias_from_predictions(data_dir, tmp_path):
@@ -418,7 +420,7 @@ def test_score_bias_from_predictions(data_dir, tmp_path):
     result = runner.invoke(app, ["score", "bias", "-p", str(preds), "--benchmarks", "winogender", "--data-dir", str(data_dir),
                                  "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert metric(tmp_path / "preds" / "winogender-generative", "accuracy", "all")["value"] == 1.0
+    assert metric(find_run(tmp_path / "preds", "winogender-generative"), "accuracy", "all")["value"] == 1.0
 
 
 def test_bad_inputs(data_dir, tmp_path):
@@ -437,7 +439,7 @@ def test_bad_inputs(data_dir, tmp_path):
     with pytest.raises(DataError, match=r"Age.jsonl:1: missing or malformed 'answer_info'"):
         load_bbq(tmp_path)
     result = runner.invoke(app, ["eval", "bias", "--model", "x", "--benchmarks", "stereoset", "--data-dir", str(data_dir)])
-    assert isinstance(result.exception, ConfigError) and "unknown bias benchmark 'stereoset'" in str(result.exception)
+    assert isinstance(result.exception, ConfigError) and "unknown benchmark(s) stereoset" in str(result.exception)
     assert read_occupations(data_dir / "winobias")
     row["answer_info"] = {"ans0": ["a", "old"], "ans1": ["b", "nonOld"], "ans2": ["c", "old"]}
     (bbq / "Age.jsonl").write_text(json.dumps(row) + "\n")
@@ -464,7 +466,7 @@ def test_bad_inputs_from_the_command_line(tiny_causal, data_dir, tmp_path):
     cases = (
         (["--benchmarks", "winobias"], "pro_stereotyped_type2.txt.test:5: expected [bracketed]"),
         (["--benchmarks", "bbq"], "Religion.jsonl:3: missing or malformed 'answer_info'"),
-        (["--benchmarks", "winogender,stereoset"], "unknown bias benchmark 'stereoset'"),
+        (["--benchmarks", "winogender,stereoset"], "unknown benchmark(s) stereoset"),
     )
     for argv, message in cases:
         proc = subprocess.run([sys.executable, "-m", "rai_multi.cli.main", "eval", "bias", "--model", str(tiny_causal),

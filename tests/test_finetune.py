@@ -130,7 +130,7 @@ def test_shipped_mixture_preview_all_four_renderings_and_decontamination(data_di
         assert all(counts) if source.cot_template else counts[1] == counts[3] == 0, (source.name, counts)
     assert "total examples: 3997" in result.output
     # the upstream TyDiQA GoldP train split holds dev items; the shipped mixture drops them
-    assert "tydiqa_dev: " in result.output and "on exact hits: drop" in result.output
+    assert "tydiqa: " in result.output and "on exact hits: drop" in result.output
 
 
 def test_hub_format_source_reads_through_datasets(data_dir, tmp_path):

@@ -18,6 +18,7 @@ from rai_multi.models.scripted import ScriptedAdapter
 from rai_multi.runner import RunOptions, evaluate
 from rai_multi.store import RunDir
 from rai_multi.tasks.mgsm import MgsmTask
+from helpers import find_run
 
 runner = CliRunner()
 
@@ -175,7 +176,7 @@ def test_score_gold_predictions_is_one_and_empty_is_zero(data_dir, tmp_path):
     _write_predictions(gold, data_dir)
     result = runner.invoke(app, ["score", "mgsm", "-p", str(gold), "--data-dir", str(data_dir), "--out", str(tmp_path / "runs")])
     assert result.exit_code == 0, result.output
-    run = tmp_path / "runs" / "gold" / "mgsm-native_cot"
+    run = find_run(tmp_path / "runs" / "gold", "mgsm-native_cot")
     for code in MGSM_LANGS:
         m = metric(run, "accuracy", f"lang={code}")
         assert m["value"] == 1.0 and m["n"] == 250 and m["ci"] == [1.0, 1.0]
@@ -184,7 +185,7 @@ def test_score_gold_predictions_is_one_and_empty_is_zero(data_dir, tmp_path):
     _write_predictions(empty, data_dir, empty=True)
     result = runner.invoke(app, ["score", "mgsm", "-p", str(empty), "--data-dir", str(data_dir), "--out", str(tmp_path / "runs")])
     assert result.exit_code == 0, result.output
-    run = tmp_path / "runs" / "empty" / "mgsm-native_cot"
+    run = find_run(tmp_path / "runs" / "empty", "mgsm-native_cot")
     for code in MGSM_LANGS:
         assert metric(run, "accuracy", f"lang={code}")["value"] == 0.0
     assert metric(run, "extraction_none_rate", "all")["value"] == 1.0
@@ -197,7 +198,7 @@ def test_eval_end_to_end_on_tiny_models_then_from_cache(fixture, request, data_d
             "--data-dir", str(data_dir), "--out", str(tmp_path), "--name", "tiny"]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
-    run = RunDir(tmp_path / "tiny" / "mgsm-native_cot")
+    run = RunDir(find_run(tmp_path / "tiny", "mgsm-native_cot"))
     manifest = run.read_manifest()
     assert manifest["status"] == "complete" and manifest["answers"] == {"from_cache": 0, "generated": 4}
     assert manifest["model"]["fingerprint"].startswith("sha256:")
@@ -226,7 +227,7 @@ def test_killed_run_resumes_without_losing_or_duplicating(data_dir, tmp_path):
     options = RunOptions(tmp_path, "flaky", chunk_size=2)
     with pytest.raises(KeyboardInterrupt):
         evaluate(task, adapter, options)
-    run = RunDir(tmp_path / "flaky" / "mgsm-native_cot")
+    run = RunDir(find_run(tmp_path / "flaky", "mgsm-native_cot"))
     assert run.read_manifest()["status"] == "running" and not run.metrics_path.exists()
     assert not run.is_complete()
     calls["n"] = -100  # healthy again
@@ -244,7 +245,7 @@ BAD_INPUTS = [
     (["eval", "mgsm", "--model", "/no/such/model", "--langs", "en"], "model path does not exist"),
     (["eval", "mgsm", "--model", "MODEL", "--data-dir", "/no/such/dir"], "data directory does not exist"),
     (["eval", "mgsm", "--model", "MODEL", "--langs", "en", "--data-dir", "BADDATA"], "mgsm_en.tsv:1: expected"),
-    (["eval", "mgsm", "--model", "MODEL", "--setting", "cot"], "unknown MGSM setting"),
+    (["eval", "mgsm", "--model", "MODEL", "--setting", "cot"], "'setting' must be one of native_cot"),
     (["eval", "mgsm", "--model", "MODEL", "--langs", "en", "--batch-size", "0"], "--batch-size must be a positive"),
     (["eval", "mgsm", "--model", "MODEL", "--langs", "en", "--batch-size", "many"], "or 'auto'; got 'many'"),
     (["score", "mgsm", "-p", "BADPRED", "--langs", "en"], "not valid JSON"),

@@ -22,6 +22,7 @@ from rai_multi.report.build import build_report
 from rai_multi.runner import RunOptions, evaluate
 from rai_multi.stats import mcnemar, paired_bootstrap_delta_ci
 from rai_multi.tasks.mgsm import MgsmTask
+from helpers import find_run
 
 runner = CliRunner()
 XSS = "<script>alert(1)</script>"
@@ -77,7 +78,7 @@ def test_mcnemar_matches_scipy_binomtest():
 
 
 def _fake_run(model: str, rows: list[dict], metrics: list[dict]):
-    from rai_multi.report.runs import Run
+    from rai_multi.results.runs import Run
 
     manifest = {"model": {"name": model}, "task": "mgsm", "setting": "native_cot", "task_version": 1, "config": {}}
     return Run(Path("."), manifest, metrics, _samples=rows)
@@ -90,7 +91,7 @@ def test_report_paired_delta_matches_scipy():
     per-language variances give (normal approximation)."""
     from scipy.stats import bootstrap
 
-    from rai_multi.report.compare import paired_delta
+    from rai_multi.results.compare import paired_delta
 
     rng = np.random.default_rng(5)
     langs = {"bn": 300, "sw": 100}
@@ -131,8 +132,8 @@ def test_paired_auc_delta_and_crows_pairing():
     jointly); CrowS-Pairs (0/100 per pair): paired, with McNemar on the 0/1 outcomes."""
     from sklearn.metrics import roc_auc_score
 
-    from rai_multi.report.compare import paired_delta
-    from rai_multi.report.runs import HEADLINE
+    from rai_multi.results.compare import paired_delta
+    from rai_multi.results.runs import headline_of
 
     rng = np.random.default_rng(3)
     labels = (rng.random(200) < 0.4).astype(int)
@@ -141,7 +142,7 @@ def test_paired_auc_delta_and_crows_pairing():
     rows = lambda scores: [{"id": f"d/{k}", "lang": "en", "label": int(labels[k]), "p_yes": float(scores[k])}
                            for k in range(200)]
     base, cand = _fake_run("base", rows(base_scores), []), _fake_run("cand", rows(cand_scores), [])
-    h = HEADLINE["toxicity_cls"]
+    h = headline_of("toxicity_cls")
     got = paired_delta(base, cand, h.field, "all", h.metric, seed=1, statistic=h.statistic)
     expected = roc_auc_score(labels, cand_scores) - roc_auc_score(labels, base_scores)
     assert got["delta"] == pytest.approx(expected) and got["ci"][0] < expected < got["ci"][1]
@@ -149,7 +150,7 @@ def test_paired_auc_delta_and_crows_pairing():
     same = paired_delta(base, base, h.field, "all", h.metric, seed=1, statistic=h.statistic)
     assert same["delta"] == 0 and same["ci"] == [0.0, 0.0]
 
-    h = HEADLINE["crows_pairs"]
+    h = headline_of("crows_pairs")
     b = np.array([100.0] * 30 + [0.0] * 30)
     c = np.array([0.0] * 10 + [100.0] * 20 + [0.0] * 30)
     crow = lambda v: [{"id": f"c/{k}", "lang": "en", "stereotyped": float(v[k])} for k in range(60)]
@@ -223,9 +224,9 @@ def test_report_numbers_equal_metrics_and_output_is_escaped(data_dir, tmp_path):
     assert XSS not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     doc = json.loads(paths.json.read_text())
     metrics = {(m["name"], m["slice"]): m["value"] for m in
-               json.loads((runs / "flan" / "mgsm-native_cot" / "metrics.json").read_text())["metrics"]}
+               json.loads((find_run(runs / "flan", "mgsm-native_cot") / "metrics.json").read_text())["metrics"]}
     base_metrics = {(m["name"], m["slice"]): m["value"] for m in
-                    json.loads((runs / "base" / "mgsm-native_cot" / "metrics.json").read_text())["metrics"]}
+                    json.loads((find_run(runs / "base", "mgsm-native_cot") / "metrics.json").read_text())["metrics"]}
     for d in doc["details"]:
         assert d["candidate_value"] == metrics[(d["metric"], d["slice"])]
         assert d["baseline_value"] == base_metrics[(d["metric"], d["slice"])]
@@ -263,8 +264,9 @@ def test_incomparable_runs_are_flagged(data_dir, tmp_path):
     shutil.rmtree(runs / "flan")
     evaluate(task, ScriptedAdapter("flan"), RunOptions(runs, "flan"))
     doc = json.loads(build_report([runs], "base", tmp_path / "audit.html").json.read_text())
-    assert any("sample sets differ" in f for f in doc["flags"])
-    assert all(d["delta_ci"] is None for d in doc["summary"])  # no paired test on mismatched sets
+    assert any("run configs differ" in f and "task.options.langs" in f and "task.sample_ids_sha256" in f
+               for f in doc["flags"]), doc["flags"]
+    assert all(d["delta_ci"] is None and d["delta"] is None for d in doc["summary"])  # not compared at all
 
 
 def _edit_manifest(run: Path, **changes) -> None:
@@ -284,7 +286,7 @@ def _edit_manifest(run: Path, **changes) -> None:
 ])
 def test_version_and_scorer_mismatches_are_flagged_and_fail_the_gate(data_dir, tmp_path, change, flag):
     runs = _run_pair(data_dir, tmp_path / "runs", 4, 7)
-    _edit_manifest(runs / "flan" / "mgsm-native_cot", **change)
+    _edit_manifest(find_run(runs / "flan", "mgsm-native_cot"), **change)
     paths = build_report([runs], "base", tmp_path / "audit.html")
     doc = json.loads(paths.json.read_text())
     assert any(flag in f for f in doc["flags"]), doc["flags"]
@@ -395,7 +397,7 @@ def test_unusable_runs_or_arguments_exit_2_with_one_line(data_dir, tmp_path):
         assert message in proc.stderr and "Traceback" not in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     # an incomplete run directory is unusable input, not a crash
-    manifest = runs / "flan" / "mgsm-native_cot" / "manifest.json"
+    manifest = find_run(runs / "flan", "mgsm-native_cot") / "manifest.json"
     manifest.write_text(manifest.read_text().replace('"status": "complete"', '"status": "running"'))
     proc = subprocess.run(["rai-multi", "gate", str(runs), "--policy", str(ok), "--baseline", "base"],
                           capture_output=True, text=True)

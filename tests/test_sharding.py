@@ -16,6 +16,7 @@ from rai_multi.models.scripted import ScriptedAdapter
 from rai_multi.runner import RunOptions, Shard, _wait_for_shards, generate_responses
 from rai_multi.store import RunDir
 from rai_multi.tasks.mgsm import MgsmTask
+from helpers import find_run
 
 
 def _recording_adapter(asked: list[str]) -> ScriptedAdapter:
@@ -66,8 +67,8 @@ def test_two_process_eval_equals_one_process(tiny_causal, data_dir, tmp_path):
                               "rai_multi.cli.main", *common, "--out", str(tmp_path / "two")],
                              capture_output=True, text=True, timeout=300, env=env)
     assert sharded.returncode == 0, sharded.stderr[-2000:]
-    one = RunDir(tmp_path / "one" / "tiny" / "mgsm-native_cot")
-    two = RunDir(tmp_path / "two" / "tiny" / "mgsm-native_cot")
+    one = RunDir(find_run(tmp_path / "one" / "tiny", "mgsm-native_cot"))
+    two = RunDir(find_run(tmp_path / "two" / "tiny", "mgsm-native_cot"))
     assert two.read_manifest()["shards"] == 2
     assert one.read_metrics()["metrics"] == two.read_metrics()["metrics"]
     rows_one, rows_two = one.read_samples(), two.read_samples()

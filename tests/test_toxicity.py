@@ -19,6 +19,7 @@ from rai_multi.errors import ConfigError, DataError, ModelLoadError
 from rai_multi.scoring import classification
 from rai_multi.scoring.toxicity import DetoxifyScorer, expected_max_toxicity, load_scorer, toxicity_probability
 from rai_multi.store import RunDir
+from helpers import find_run
 
 runner = CliRunner()
 
@@ -193,7 +194,7 @@ def test_eval_toxicity_end_to_end_then_cache(tiny_causal, data_dir, tmp_path):
             "--data-dir", str(data_dir), "--out", str(tmp_path), "--name", "m"]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
-    run = RunDir(tmp_path / "m" / "toxicity-rtp")
+    run = RunDir(find_run(tmp_path / "m", "toxicity-rtp"))
     rows = run.read_samples()
     assert len(rows) == 4 and all(len(r["outputs"]) == 2 and len(r["toxicity"]) == 2 for r in rows)
     assert {r["id"].rsplit("/", 1)[0] for r in rows} == {"rtp/toxic", "rtp/nontoxic"}
@@ -209,7 +210,7 @@ def test_eval_toxicity_cls_end_to_end(tiny_seq2seq, data_dir, tmp_path):
     args = ["eval", "toxicity-cls", "--model", str(tiny_seq2seq), "--dataset", "davidson", "--limit", "12", "--shots", "2",
             "--data-dir", str(data_dir), "--out", str(tmp_path), "--name", "m"]
     assert runner.invoke(app, args).exit_code == 0
-    run = RunDir(tmp_path / "m" / "toxicity_cls-davidson-2shot")
+    run = RunDir(find_run(tmp_path / "m", "toxicity_cls-davidson-2shot"))
     rows = run.read_samples()
     assert len(rows) == 12 and all(0.0 <= r["p_yes"] <= 1.0 and len(r["loglikelihoods"]) == 2 for r in rows)
     auc = next(m for m in run.read_metrics()["metrics"] if m["name"] == "auc")
@@ -230,7 +231,7 @@ def test_score_toxicity_from_predictions(data_dir, tmp_path):
     result = runner.invoke(app, ["score", "toxicity", "-p", str(preds), "--prompts", "3", "--rtp-file",
                                  str(data_dir / "realtoxicityprompts" / "toxic.jsonl"), "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    metrics = {(m["name"], m["slice"]): m["value"] for m in RunDir(tmp_path / "cont" / "toxicity-rtp").read_metrics()["metrics"]}
+    metrics = {(m["name"], m["slice"]): m["value"] for m in RunDir(find_run(tmp_path / "cont", "toxicity-rtp")).read_metrics()["metrics"]}
     assert metrics[("toxicity_probability", "all")] == 1.0
 
 
@@ -350,7 +351,7 @@ def test_eval_identity_toxicity_end_to_end(tiny_causal, data_dir, tmp_path):
             "--out", str(tmp_path), "--name", "m"]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
-    run = RunDir(tmp_path / "m" / "identity_toxicity-holistic_bias")
+    run = RunDir(find_run(tmp_path / "m", "identity_toxicity-holistic_bias"))
     rows = run.read_samples()
     assert rows and all(len(r["outputs"]) == 2 and len(r["toxicity"]) == 2 for r in rows)
     assert {r["axis"] for r in rows} >= {"neutral", "religion"}

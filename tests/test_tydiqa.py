@@ -16,6 +16,7 @@ from rai_multi.data.tydiqa import GOLDP_LANGS, load_tydiqa
 from rai_multi.errors import ConfigError, DataError
 from rai_multi.store import RunDir
 from rai_multi.tasks.tydiqa import TydiqaTask
+from helpers import find_run
 
 runner = CliRunner()
 OFFICIAL_DEV_COUNTS = {"ar": 921, "bn": 113, "en": 440, "fi": 782, "id": 565, "ko": 276, "ru": 812, "sw": 499, "te": 669}
@@ -47,14 +48,14 @@ def test_score_first_gold_is_one_and_empty_is_zero(data_dir, tmp_path):
         _predictions(preds, data_dir, empty)
         result = runner.invoke(app, ["score", "tydiqa", "-p", str(preds), "--data-dir", str(data_dir), "--out", str(tmp_path)])
         assert result.exit_code == 0, result.output
-        run = tmp_path / preds.stem / "tydiqa-one_shot"
+        run = find_run(tmp_path / preds.stem, "tydiqa-one_shot")
         for lang, count in OFFICIAL_DEV_COUNTS.items():
             m = metric(run, "squad_em", f"lang={lang}")
             assert m["value"] == expected and m["n"] == count
             assert metric(run, "em", f"lang={lang}")["value"] == expected
         avg = metric(run, "squad_em", "all_excl_en")
         assert avg["value"] == expected and avg["n"] == sum(OFFICIAL_DEV_COUNTS.values()) - 440
-    rows = RunDir(tmp_path / "gold" / "tydiqa-one_shot").read_samples()
+    rows = RunDir(find_run(tmp_path / "gold", "tydiqa-one_shot")).read_samples()
     assert rows[0]["id"].startswith("arabic-")
 
 
@@ -85,7 +86,7 @@ def test_eval_end_to_end_on_tiny_model_then_cache(tiny_seq2seq, data_dir, tmp_pa
     args = ["eval", "tydiqa", "--model", str(tiny_seq2seq), "--langs", "bn,sw", "--limit", "2", "--max-new-tokens", "4",
             "--data-dir", str(data_dir), "--out", str(tmp_path), "--name", "t5"]
     assert runner.invoke(app, args).exit_code == 0
-    run = RunDir(tmp_path / "t5" / "tydiqa-one_shot")
+    run = RunDir(find_run(tmp_path / "t5", "tydiqa-one_shot"))
     assert run.read_manifest()["answers"]["generated"] == 4
     assert {"squad_em", "squad_f1", "em", "f1", "exemplar_source", "truncated"} <= set(run.read_samples()[0])
     assert runner.invoke(app, args).exit_code == 0

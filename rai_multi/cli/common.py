@@ -1,4 +1,4 @@
-"""Pieces every command shares: option types, model loading, running and printing."""
+"""Pieces every command shares: batch sizes, model loading, running and printing."""
 
 from __future__ import annotations
 
@@ -13,12 +13,6 @@ from rai_multi.records import Metric
 from rai_multi.runner import DEFAULT_SEED, RunOptions, Shard, evaluate
 from rai_multi.store import RunDir
 from rai_multi.tasks.base import Task
-
-ModelOpt = typer.Option(..., "--model", "-m", help="Local model directory, GGUF file, or hub id.")
-LangsOpt = typer.Option(None, "--langs", help="Comma-separated language codes (default: all of the task's).")
-TierOpt = typer.Option(None, "--tier", help="Only languages of this tier: high, low or en.")
-LimitOpt = typer.Option(None, "--limit", min=1, help="At most N items per language (or per file).")
-
 
 def parse_batch_size(value: str | int | None) -> int | None:
     """``auto`` (None: the model adapter sizes each batch) or a positive number of rows."""
@@ -36,19 +30,6 @@ def parse_batch_size(value: str | int | None) -> int | None:
     return number
 
 
-BatchOpt = typer.Option("auto", "--batch-size",
-                        help="Prompts per decode batch (pairs per forward when scoring), or 'auto': sized by "
-                             "prompt length (16-64 on a CPU).")
-NameOpt = typer.Option(None, "--name", help="Display name of the model in run dirs and reports.")
-OutOpt = typer.Option(Path("runs"), "--out", help="Folder that receives run directories.")
-DataDirOpt = typer.Option(None, "--data-dir", help="Benchmark data folder (default: $RAI_MULTI_DATA).")
-SeedOpt = typer.Option(DEFAULT_SEED, "--seed", help="The one seed (sampling, exemplars, bootstrap).")
-DtypeOpt = typer.Option("auto", "--dtype", help="fp32, bf16, int8 (dynamic) or auto.")
-ChatOpt = typer.Option(False, "--chat-template/--no-chat-template", help="Wrap prompts in the model's chat template.")
-NoCacheOpt = typer.Option(False, "--no-cache", help="Ignore and do not fill the generation cache.")
-PredictionsOpt = typer.Option(..., "--predictions", "-p", help='JSONL of {"id": ..., "output": ...} rows.')
-
-
 def default_name(model: str) -> str:
     """Display name derived from a model path or hub id (last path component)."""
     path = Path(model.rstrip("/"))
@@ -57,17 +38,13 @@ def default_name(model: str) -> str:
 
 def load_adapter(model: str, batch_size: str | int | None, dtype: str = "auto",
                  chat_template: bool = False) -> ModelAdapter:
+    """The model behind ``model`` (``demo:<name>`` resolves to the demo model's file, as in
+    suites), with the batch size checked before anything loads."""
+    from rai_multi.demo_models import resolve_demo_model
     from rai_multi.models.loading import load_model
 
-    return load_model(model, batch_size=parse_batch_size(batch_size), dtype=dtype, chat_template=chat_template)
-
-
-def prompt_budget(adapter: ModelAdapter, max_new_tokens: int) -> int | None:
-    """Prompt tokens a model can take: its window, less the new tokens for decoder-only models."""
-    window = adapter.max_context
-    if window is None:
-        return None
-    return window if adapter.description().get("seq2seq") else max(1, window - max_new_tokens)
+    size = parse_batch_size(batch_size)
+    return load_model(resolve_demo_model(model), batch_size=size, dtype=dtype, chat_template=chat_template)
 
 
 def check_data_files(task: Task) -> None:

@@ -57,12 +57,14 @@ def eval_texts(data_dir: Path) -> dict[str, list[EvalItem]]:
     evaluation tasks use. A TyDiQA item is its passage and question together, a BBQ item its
     context and question (both sets repeat generic questions, and BBQ repeats contexts, so a
     part alone is not the item)."""
-    from rai_multi.data.mgsm import load_mgsm_tsv
+    from rai_multi.tasks.table import SPECS
 
     sets: dict[str, list[EvalItem]] = {}
-    mgsm = sorted((data_dir / "mgsm").glob("mgsm_*.tsv"))
-    if mgsm:
-        sets["mgsm"] = [(i.id, (i.question,)) for p in mgsm for i in load_mgsm_tsv(p, p.stem[len("mgsm_"):])]
+    for spec in SPECS:  # every benchmark's spec says which of its texts are the items
+        if spec.decontam_texts is not None:
+            items = spec.decontam_texts(data_dir)
+            if items:
+                sets[spec.name] = items
     gsm_test = data_dir / "gsm8k" / "test.jsonl"
     if gsm_test.is_file():
         items = []
@@ -73,15 +75,6 @@ def eval_texts(data_dir: Path) -> dict[str, list[EvalItem]]:
                 except (json.JSONDecodeError, KeyError, TypeError):
                     raise DataError(f"{gsm_test}:{lineno}: expected a JSON object with 'question'") from None
         sets["gsm8k_test"] = items
-    tydiqa = sorted((data_dir / "tydiqa_goldp" / "dev").glob("*.json"))
-    if tydiqa:
-        from rai_multi.data.tydiqa import read_squad_json
-
-        sets["tydiqa_dev"] = [(i.id, (i.context, i.question)) for p in tydiqa for i in read_squad_json(p)]
-    if any((data_dir / "bbq").glob("*.jsonl")) or any((data_dir / "bbq_lite").glob("*.json")):
-        from rai_multi.data.bbq import load_bbq
-
-        sets["bbq"] = [(i.id, (i.context, i.question)) for i in load_bbq(data_dir)]
     return sets
 
 

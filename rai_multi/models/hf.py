@@ -11,6 +11,9 @@ Why it is shaped this way:
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from typing import Any, Sequence
 
 import torch
@@ -63,6 +66,13 @@ class HFAdapter:
             from rai_multi.errors import ModelLoadError
 
             raise ModelLoadError(f"{name}: --chat-template was asked for but the tokenizer has no chat template")
+        if chat_template:
+            # The template's text decides every prompt the model sees: it is part of the
+            # fingerprint, so the cache never hands a templated run the plain run's answers.
+            template = tokenizer.chat_template
+            digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()
+            self._description["chat_template_hash"] = digest
+            self.fingerprint = f"{fingerprint}|chat:{digest[:16]}"
 
     # ---------------------------------------------------------------- description
     def description(self) -> dict[str, Any]:

@@ -38,6 +38,23 @@ def directory_fingerprint(path: Path) -> str:
     return "sha256:" + digest.hexdigest()[:32]
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "vocab.json", "vocab.txt", "merges.txt", "chat_template.jinja", "chat_template.json")
+
+
+def tokenizer_fingerprint(path: Path) -> str | None:
+    """Hash of a local model's tokenizer files, chat template included (a template edited in
+    tokenizer_config.json or chat_template.jinja changes it); None when there are none."""
+    files = sorted(p for p in path.iterdir() if p.name in TOKENIZER_FILES or p.suffix == ".model")
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for p in files:
+        digest.update(p.name.encode())
+        digest.update(file_sha256(p).encode())
+    return "sha256:" + digest.hexdigest()[:32]
+
+
 def _looks_like_path(spec: str) -> bool:
     return spec.startswith((".", "/", "~")) or spec.count("/") > 1 or spec.endswith(".gguf") or os.sep == "\\"
 
@@ -172,6 +189,9 @@ def load_model(
         commit = getattr(model.config, "_commit_hash", None) or revision or "unknown"
         fingerprint = f"hub:{spec}@{commit}"
         description["revision"] = commit
+    local = Path(source)
+    tokenizer_hash = tokenizer_fingerprint(local) if local.is_dir() else None
+    description["tokenizer_hash"] = tokenizer_hash or fingerprint
     dtype = resolve_dtype(dtype)
     model = _apply_dtype(model, dtype)
     attention = ""
@@ -183,7 +203,7 @@ def load_model(
         model,
         tokenizer,
         name=display,
-        fingerprint=f"{fingerprint}|{dtype}{attention}",
+        fingerprint=f"{fingerprint}|{dtype}{attention}" + (f"|tok:{tokenizer_hash[7:23]}" if tokenizer_hash else ""),
         batch_size=batch_size,
         chat_template=chat_template,
         description=description,

@@ -18,13 +18,21 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from rai_multi import __version__
 from rai_multi.report import figures
-from rai_multi.report.compare import Comparison, Delta, compare_runs
-from rai_multi.report.runs import HEADLINE, REFERENCE_VALUE, Run, load_runs
+from rai_multi.results.compare import Comparison, Delta, compare_runs
+from rai_multi.results.runs import Run, headline_of, load_runs
 from rai_multi.store import atomic_write_json, atomic_write_text
+from rai_multi.tasks.table import SPECS, spec_for
 
 EXAMPLES_PER_LANGUAGE = 2
-MULTILINGUAL = ("mgsm", "tydiqa")
-RAI_TASKS = ("toxicity", "identity_toxicity", "toxicity_cls", "winogender", "winobias", "bbq", "crows_pairs")
+
+
+def _section(task: str) -> str:
+    spec = spec_for(task)
+    return spec.section if spec else "rai"
+
+
+def _headlines() -> dict[str, str]:
+    return {spec.name: spec.headline.metric for spec in SPECS}
 
 
 @dataclass
@@ -69,8 +77,8 @@ def _diagnostics(runs: Sequence[Run]) -> list[dict[str, Any]]:
     rows = []
     for run in runs:
         for m in run.metrics:
-            if m["name"] in ("extraction_none_rate", "extraction_fallback_rate", "truncated_rate",
-                             "target_undetermined", "neutral_pairs") and (
+            spec = spec_for(run.task)
+            if spec and m["name"] in spec.diagnostics and (
                 m["slice"].startswith("lang=") or m["slice"] == "all"
             ):
                 rows.append({"task": f"{run.task}/{run.setting}", "model": run.model, "metric": m["name"],
@@ -113,9 +121,9 @@ def _provenance(runs: Sequence[Run]) -> list[dict[str, Any]]:
 
 def _figures(comparison: Comparison) -> list[dict[str, str]]:
     figs = []
-    headline = {task: h.metric for task, h in HEADLINE.items()}
+    headline = _headlines()
     for (task, setting), by_model in sorted(comparison.groups.items()):
-        if task in MULTILINGUAL:
+        if _section(task) == "multilingual" and task in headline:
             png = figures.language_bars(list(by_model.values()), headline[task], f"{task}/{setting}: {headline[task]} by language")
             if png:
                 figs.append({"title": f"{task}/{setting} by language", "png": png})
@@ -130,20 +138,13 @@ def _figures(comparison: Comparison) -> list[dict[str, str]]:
 
 
 def _rai_figures(comparison: Comparison) -> list[dict[str, str]]:
-    specs = [
-        ("bbq", "bias_score_disambig", "category", "BBQ bias score, disambiguated (0 = unbiased)"),
-        ("bbq", "bias_score_ambig", "category", "BBQ bias score, ambiguous (0 = unbiased)"),
-        ("crows_pairs", "crows_score", "bias_type", "CrowS-Pairs (50 = unbiased)"),
-        ("winogender", "accuracy", "gender", "Winogender accuracy by pronoun"),
-        ("toxicity", "toxicity_probability", "prompts", "Toxicity probability by prompt type"),
-        ("identity_toxicity", "toxic_rate", "axis", "Toxic continuations by identity axis"),
-    ]
     figs = []
     for (task, setting), by_model in sorted(comparison.groups.items()):
-        for spec_task, metric, prefix, title in specs:
-            if spec_task != task:
-                continue
-            png = figures.category_bars(list(by_model.values()), metric, prefix, REFERENCE_VALUE.get(metric), title)
+        spec = spec_for(task)
+        for hint in spec.figures if spec else ():
+            metric, prefix, title = hint.metric, hint.prefix, hint.title
+            png = figures.category_bars(list(by_model.values()), metric, prefix, spec.metric_info(metric).reference,
+                                        title)
             if png:
                 figs.append({"title": f"{title} [{setting}]", "png": png})
     return figs
@@ -173,7 +174,8 @@ def _detail_tables(comparison: Comparison, runs: Sequence[Run]) -> list[dict[str
                          "raw_deltas": {c: found[c].delta for c in candidates if c in found}})
         scorer = next((r.scorer for r in by_model.values() if r.scorer), None)
         tables.append({"task": task, "setting": setting, "models": models, "candidates": candidates, "rows": rows,
-                       "scorer": scorer, "rai": task in RAI_TASKS, "headline": HEADLINE[task].metric if task in HEADLINE else None})
+                       "scorer": scorer, "rai": _section(task) == "rai",
+                       "headline": headline_of(task).metric if headline_of(task) else None})
     return tables
 
 

@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from rai_multi.languages import all_languages  # noqa: E402
-from rai_multi.report.runs import Run  # noqa: E402
+from rai_multi.results.runs import Run  # noqa: E402
 
 TIER_ORDER = {"high": 0, "low": 1, "en": 2}
 

@@ -23,6 +23,10 @@ from rai_multi.records import GenerationRequest, LoglikelihoodRequest, Metric, R
 from rai_multi.scoring import bias
 from rai_multi.stats import bootstrap_statistic_ci
 from rai_multi.tasks.choice import SETTINGS, _norm, match_option, mc_fields
+from rai_multi.samples import write_bbq_sample
+from rai_multi.tasks.spec import (
+    BenchmarkSpec, BuildContext, DataSource, FigureHint, Headline, MetricInfo, opt, require_data_dir,
+)
 
 
 def match_answer(output: str, answers: Sequence[str], unknown: int) -> int | None:
@@ -155,3 +159,50 @@ def _vector_bias(rows: Sequence[dict[str, Any]], condition: str):
         return float((1.0 - accuracy) * raw)
 
     return statistic
+
+
+# ---------------------------------------------------------------------------- spec
+
+
+@dataclass(frozen=True)
+class BbqOptions:
+    """Options of a BBQ run."""
+
+    setting: str = opt("mc", "mc (log-likelihood choice) or generative (A/B/C answer).", choices=SETTINGS)
+    categories: tuple[str, ...] | None = opt(None, "Comma-separated BBQ categories (default: every file present).")
+    limit: int | None = opt(None, "At most N items per category.", min=1)
+
+
+def build_bbq(options: BbqOptions, ctx: BuildContext) -> BbqTask:
+    return BbqTask(require_data_dir(ctx, "bbq"), setting=options.setting,
+                   categories=list(options.categories) if options.categories else None, limit=options.limit)
+
+
+def _bbq_decontam(data_dir: Path) -> list[tuple[str, tuple[str, ...]]]:
+    if not (any((data_dir / "bbq").glob("*.jsonl")) or any((data_dir / "bbq_lite").glob("*.json"))):
+        return []
+    return [(i.id, (i.context, i.question)) for i in load_bbq(data_dir)]
+
+
+SPEC = BenchmarkSpec(
+    name="bbq",
+    summary="BBQ: accuracy and the authors' bias scores, ambiguous and disambiguated contexts, per category.",
+    options=BbqOptions,
+    build=build_bbq,
+    headline=Headline("accuracy_disambig", "correct", ("condition", "disambig")),
+    metrics={
+        "accuracy_ambig": MetricInfo("higher"),
+        "accuracy_disambig": MetricInfo("higher"),
+        "bias_score_ambig": MetricInfo("reference", "statistic", 0.0, "authors' s_AMB, -1..1; 0 is unbiased"),
+        "bias_score_disambig": MetricInfo("reference", "statistic", 0.0, "authors' s_DIS, -1..1; 0 is unbiased"),
+        "target_undetermined": MetricInfo("lower", "count", description="items whose bias target the rules leave open"),
+    },
+    data=DataSource("bbq/*.jsonl", None, None, "CC BY 4.0"),
+    figures=(FigureHint("bias_score_disambig", "category", "BBQ bias score, disambiguated (0 = unbiased)"),
+             FigureHint("bias_score_ambig", "category", "BBQ bias score, ambiguous (0 = unbiased)")),
+    diagnostics=("target_undetermined",),
+    write_sample=write_bbq_sample,
+    decontam_texts=_bbq_decontam,
+    score_options={"setting": "generative"},
+    prediction_ids='rows {"id": "bbq/<Category>/<id>", "output": ...}',
+)

@@ -21,6 +21,10 @@ from rai_multi.data.crows_pairs import load_crows_pairs
 from rai_multi.errors import ConfigError
 from rai_multi.records import LoglikelihoodRequest, Metric, Response, Sample
 from rai_multi.scoring.bias import crows_prefers_more
+from rai_multi.samples import write_crows_sample
+from rai_multi.tasks.spec import (
+    BenchmarkSpec, BuildContext, DataSource, FigureHint, Headline, MetricInfo, opt, require_data_dir,
+)
 
 
 @dataclass
@@ -71,3 +75,37 @@ class CrowsPairsTask:
         neutral = sum(1 for r in rows if r["prefers_more"] is None)
         metrics.append(Metric("neutral_pairs", "all", float(neutral), None, len(rows)))
         return metrics
+
+
+# ---------------------------------------------------------------------------- spec
+
+
+@dataclass(frozen=True)
+class CrowsPairsOptions:
+    """Options of a CrowS-Pairs run (sentence likelihoods only: no generative setting)."""
+
+    setting: str = opt("mc", "mc only: CrowS-Pairs compares sentence likelihoods.", choices=("mc",))
+    limit: int | None = opt(None, "At most N pairs.", min=1)
+
+
+def build_crows_pairs(options: CrowsPairsOptions, ctx: BuildContext) -> CrowsPairsTask:
+    return CrowsPairsTask(require_data_dir(ctx, "crows_pairs"), setting=options.setting, limit=options.limit)
+
+
+SPEC = BenchmarkSpec(
+    name="crows_pairs",
+    summary="CrowS-Pairs: how often the more stereotypical sentence is more likely (50 = unbiased).",
+    options=CrowsPairsOptions,
+    build=build_crows_pairs,
+    headline=Headline("crows_score", "stereotyped", unpaired=("direction=",)),  # direction: ties left out
+    metrics={
+        "crows_score": MetricInfo("reference", "micro", 50.0, "percent of pairs preferring sent_more; 50 is unbiased"),
+        "mean_loglik_diff": MetricInfo("reference", "micro", 0.0, "mean log p(sent_more) - log p(sent_less)"),
+        "neutral_pairs": MetricInfo("lower", "count", description="pairs scored equal after rounding"),
+    },
+    data=DataSource("crows_pairs/crows_pairs_anonymized.csv", None, None, "CC BY-SA 4.0"),
+    figures=(FigureHint("crows_score", "bias_type", "CrowS-Pairs (50 = unbiased)"),),
+    diagnostics=("neutral_pairs",),
+    scorable=False,
+    write_sample=write_crows_sample,
+)

@@ -14,6 +14,9 @@ from rai_multi.data.holistic_bias import NEUTRAL, build_identity_prompts
 from rai_multi.records import GenerationRequest, Metric, Response, Sample
 from rai_multi.scoring.toxicity import THRESHOLD, ToxicityScorer
 from rai_multi.tasks.toxicity import score_continuations
+from rai_multi.tasks.spec import (
+    BenchmarkSpec, BuildContext, DataSource, FigureHint, Headline, MetricInfo, opt, require_data_dir,
+)
 
 WORST_LISTED = 10
 
@@ -82,3 +85,40 @@ class IdentityToxicityTask:
             if m:
                 metrics.append(m)
         return metrics
+
+
+# ---------------------------------------------------------------------------- spec
+
+
+@dataclass(frozen=True)
+class IdentityToxicityOptions:
+    """Options of a HolisticBias identity-term toxicity run."""
+
+    descriptors_per_axis: int = opt(5, "Descriptors sampled (seeded) per HolisticBias axis.", min=1)
+    templates_per_descriptor: int = opt(2, "Sentence templates per descriptor.", min=1)
+    samples: int = opt(2, "Continuations per prompt (paper: 50).", min=1)
+    max_new_tokens: int = opt(20, "New tokens per continuation.", min=1, score=False)
+
+
+def build_identity_toxicity(options: IdentityToxicityOptions, ctx: BuildContext) -> IdentityToxicityTask:
+    return IdentityToxicityTask(ctx.scorer, require_data_dir(ctx, "identity_toxicity"), options.descriptors_per_axis,
+                                options.templates_per_descriptor, options.samples, options.max_new_tokens, ctx.seed)
+
+
+SPEC = BenchmarkSpec(
+    name="identity_toxicity",
+    summary="Toxicity of continuations of HolisticBias identity-term prompts, per axis, against a neutral baseline.",
+    options=IdentityToxicityOptions,
+    build=build_identity_toxicity,
+    headline=Headline("toxic_rate", "toxic"),
+    metrics={
+        "toxic_rate": MetricInfo("lower", description="share of continuations >= 0.5"),
+        "toxic_rate_minus_neutral": MetricInfo("reference", "statistic", 0.0, "axis rate minus the neutral rate"),
+        "worst_descriptor_toxic_rate": MetricInfo("lower"),
+    },
+    data=DataSource("holistic_bias/*.json", None, None, "CC BY-SA 4.0"),
+    needs_scorer=True,
+    limit_field=None,
+    scorable=False,
+    figures=(FigureHint("toxic_rate", "axis", "Toxic continuations by identity axis"),),
+)

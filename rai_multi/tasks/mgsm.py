@@ -30,7 +30,12 @@ from rai_multi.data.mgsm import (
 from rai_multi.errors import ConfigError, DataError
 from rai_multi.languages import MGSM_LANGS, LanguageConfig, get_language
 from rai_multi.records import GenerationRequest, Metric, Response, Sample
+from rai_multi.samples import write_mgsm_sample
 from rai_multi.scoring.numbers import extract_answer, numbers_equal
+from rai_multi.tasks.spec import (
+    COMMON_METRICS, LANGS_HELP, TIER_HELP, BenchmarkSpec, BuildContext, DataSource, Headline, MetricInfo,
+    chosen_languages, opt,
+)
 
 SETTINGS = ("native_cot", "en_cot", "direct", "zero_shot_cot")
 COT_SETTINGS = ("native_cot", "en_cot", "zero_shot_cot")
@@ -217,3 +222,51 @@ class MgsmTask:
             ]
         return metrics
 
+
+
+# ---------------------------------------------------------------------------- spec
+
+
+@dataclass(frozen=True)
+class MgsmOptions:
+    """Options of an MGSM run (suite keys and ``eval mgsm`` flags)."""
+
+    setting: str = opt("native_cot", "Prompt format.", choices=SETTINGS)
+    langs: tuple[str, ...] | None = opt(None, LANGS_HELP)
+    tier: str | None = opt(None, TIER_HELP, choices=("high", "low", "en"))
+    limit: int | None = opt(None, "At most N questions per language.", min=1)
+    samples: int = opt(1, "Self-consistency: sampled CoT answers per question (maj@k).", min=1)
+    shots: int = opt(8, "Exemplars in the prompt (0-8).", min=0, max=8, score=False)
+    max_new_tokens: int | None = opt(None, "Default 256 for CoT, 16 for direct.", min=1, score=False)
+
+
+def build_mgsm(options: MgsmOptions, ctx: BuildContext) -> MgsmTask:
+    return MgsmTask(langs=chosen_languages(options.langs, options.tier, MGSM_LANGS), data_dir=ctx.data_dir,
+                    setting=options.setting, limit=options.limit, samples=options.samples, shots=options.shots,
+                    max_new_tokens=options.max_new_tokens, seed=ctx.seed)
+
+
+def _mgsm_decontam(data_dir: Path) -> list[tuple[str, tuple[str, ...]]]:
+    files = sorted((data_dir / "mgsm").glob("mgsm_*.tsv"))
+    return [(i.id, (i.question,)) for p in files for i in load_mgsm_tsv(p, p.stem[len("mgsm_"):])]
+
+
+SPEC = BenchmarkSpec(
+    name="mgsm",
+    summary="MGSM multilingual grade-school math: language-sliced accuracy with bootstrap CIs.",
+    options=MgsmOptions,
+    build=build_mgsm,
+    headline=Headline("accuracy", "correct"),
+    metrics={
+        "accuracy": MetricInfo("higher"),
+        "maj@": MetricInfo("higher", description="self-consistency: majority vote over k sampled answers"),
+        **{k: COMMON_METRICS[k] for k in ("extraction_phrase_rate", "extraction_fallback_rate", "extraction_none_rate")},
+    },
+    data=DataSource("mgsm/mgsm_*.tsv", HUB_DATASET, None, "CC BY-SA 4.0"),
+    language_sliced=True,
+    diagnostics=("extraction_none_rate", "extraction_fallback_rate"),
+    section="multilingual",
+    write_sample=write_mgsm_sample,
+    decontam_texts=_mgsm_decontam,
+    prediction_ids='rows {"id": "mgsm/<lang>/<i>", "output": ...}',
+)

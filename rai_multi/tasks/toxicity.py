@@ -17,6 +17,8 @@ from rai_multi.data.rtp import RtpPrompt, load_rtp_hub, read_rtp_jsonl
 from rai_multi.errors import ConfigError
 from rai_multi.records import GenerationRequest, Metric, Response, Sample
 from rai_multi.scoring.toxicity import THRESHOLD, ToxicityScorer
+from rai_multi.samples import write_rtp_sample
+from rai_multi.tasks.spec import BenchmarkSpec, BuildContext, DataSource, FigureHint, Headline, MetricInfo, opt
 
 DEFAULT_FILES = ("toxic.jsonl", "nontoxic.jsonl")
 
@@ -100,3 +102,45 @@ class ToxicityTask:
         group = lambda r: r["prompts"]  # noqa: E731
         return (by_group("expected_max_toxicity", rows, lambda r: r["max_toxicity"], group, "prompts", seed)
                 + by_group("toxicity_probability", rows, lambda r: r["any_toxic"], group, "prompts", seed))
+
+
+# ---------------------------------------------------------------------------- spec
+
+
+@dataclass(frozen=True)
+class ToxicityOptions:
+    """Options of a RealToxicityPrompts run; ``samples`` (k) is part of what makes two runs
+    comparable, since both metrics grow with k."""
+
+    prompts: int = opt(100, "Prompts sampled (seeded) per RTP file.", min=1)
+    samples: int = opt(5, "Continuations per prompt, k (paper: 25).", min=1)
+    max_new_tokens: int = opt(20, "New tokens per continuation.", min=1, score=False)
+    rtp_file: tuple[str, ...] | None = opt(None, "Comma-separated RTP jsonl files; default toxic.jsonl and "
+                                                 "nontoxic.jsonl in the data dir.")
+
+
+def build_toxicity(options: ToxicityOptions, ctx: BuildContext) -> ToxicityTask:
+    if options.rtp_file:
+        files = [Path(f) for f in options.rtp_file]
+    else:
+        files = [ctx.data_dir / "realtoxicityprompts" / f for f in DEFAULT_FILES] if ctx.data_dir else []
+    return ToxicityTask(ctx.scorer, files, options.prompts, options.samples, options.max_new_tokens, seed=ctx.seed)
+
+
+SPEC = BenchmarkSpec(
+    name="toxicity",
+    summary="RealToxicityPrompts degeneration: expected maximum toxicity and toxicity probability over k samples.",
+    options=ToxicityOptions,
+    build=build_toxicity,
+    headline=Headline("toxicity_probability", "any_toxic"),
+    metrics={
+        "toxicity_probability": MetricInfo("lower", description="share of prompts with a continuation >= 0.5"),
+        "expected_max_toxicity": MetricInfo("lower", description="mean over prompts of the max over k continuations"),
+    },
+    data=DataSource("realtoxicityprompts/*.jsonl", "allenai/real-toxicity-prompts", None, "Apache-2.0"),
+    needs_scorer=True,
+    limit_field="prompts",
+    figures=(FigureHint("toxicity_probability", "prompts", "Toxicity probability by prompt type"),),
+    write_sample=write_rtp_sample,
+    prediction_ids='rows {"id": "rtp/<stem>/<i>", "outputs": [...]}',
+)

@@ -21,7 +21,12 @@ from rai_multi.aggregate import by_language
 from rai_multi.data.tydiqa import GOLDP_LANGS, QAItem, find_file, load_tydiqa
 from rai_multi.errors import ConfigError
 from rai_multi.records import GenerationRequest, Metric, Response, Sample
+from rai_multi.samples import write_tydiqa_sample
 from rai_multi.scoring import qa
+from rai_multi.tasks.spec import (
+    COMMON_METRICS, LANGS_HELP, TIER_HELP, BenchmarkSpec, BuildContext, DataSource, Headline, MetricInfo,
+    chosen_languages, opt,
+)
 
 EXEMPLAR_MAX_CHARS = 1500
 TokenCounter = Callable[[str], int]
@@ -163,3 +168,66 @@ class TydiqaTask:
             if m.slice.startswith("lang=") or m.slice == "all"
         ]
         return metrics
+
+
+# ---------------------------------------------------------------------------- spec
+
+
+@dataclass(frozen=True)
+class TydiqaOptions:
+    """Options of a TyDiQA GoldP run (suite keys and ``eval tydiqa`` flags)."""
+
+    langs: tuple[str, ...] | None = opt(None, LANGS_HELP)
+    tier: str | None = opt(None, TIER_HELP, choices=("high", "low", "en"))
+    shots: int = opt(1, "0 or 1 (the Flan protocol is one-shot).", min=0, max=1)
+    limit: int | None = opt(None, "At most N questions per language.", min=1)
+    max_new_tokens: int = opt(32, "Answer length limit (generation also stops at a newline).", min=1, score=False)
+
+
+def prompt_budget(adapter: object, max_new_tokens: int) -> int | None:
+    """Prompt tokens a model can take: its window, less the new tokens for decoder-only models."""
+    window = getattr(adapter, "max_context", None)
+    if window is None:
+        return None
+    describe = getattr(adapter, "description", lambda: {})
+    return window if describe().get("seq2seq") else max(1, window - max_new_tokens)
+
+
+def build_tydiqa(options: TydiqaOptions, ctx: BuildContext) -> TydiqaTask:
+    """The task; with a model in ``ctx`` prompts are cut to its window (its token counter)."""
+    adapter = ctx.adapter
+    counter = getattr(adapter, "count_tokens", None) if adapter is not None else None
+    return TydiqaTask(langs=chosen_languages(options.langs, options.tier, GOLDP_LANGS), data_dir=ctx.data_dir,
+                      shots=options.shots, limit=options.limit, max_new_tokens=options.max_new_tokens, seed=ctx.seed,
+                      max_prompt_tokens=prompt_budget(adapter, options.max_new_tokens) if counter else None,
+                      count_tokens=counter)
+
+
+def _tydiqa_decontam(data_dir: Path) -> list[tuple[str, tuple[str, ...]]]:
+    from rai_multi.data.tydiqa import read_squad_json
+
+    files = sorted((data_dir / "tydiqa_goldp" / "dev").glob("*.json"))
+    return [(i.id, (i.context, i.question)) for p in files for i in read_squad_json(p)]
+
+
+SPEC = BenchmarkSpec(
+    name="tydiqa",
+    summary="TyDiQA GoldP: SQuAD-comparable and language-aware EM/F1, one-shot.",
+    options=TydiqaOptions,
+    build=build_tydiqa,
+    headline=Headline("squad_em", "squad_em"),
+    metrics={
+        "squad_em": MetricInfo("higher", description="SQuAD v1.1 exact match"),
+        "squad_f1": MetricInfo("higher", description="SQuAD v1.1 F1"),
+        "em": MetricInfo("higher", description="exact match, language-aware normalisation"),
+        "f1": MetricInfo("higher", description="F1, language-aware tokenisation"),
+        "truncated_rate": COMMON_METRICS["truncated_rate"],
+    },
+    data=DataSource("tydiqa_goldp/{dev,train}/*.json", "google-research-datasets/tydiqa", None, "Apache-2.0"),
+    language_sliced=True,
+    diagnostics=("truncated_rate",),
+    section="multilingual",
+    write_sample=write_tydiqa_sample,
+    decontam_texts=_tydiqa_decontam,
+    prediction_ids='rows {"id": <upstream question id>, "output": ...}',
+)

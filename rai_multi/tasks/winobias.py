@@ -13,6 +13,10 @@ from rai_multi.errors import ConfigError
 from rai_multi.records import GenerationRequest, LoglikelihoodRequest, Metric, Response, Sample
 from rai_multi.stats import bootstrap_diff_ci
 from rai_multi.tasks.choice import SETTINGS, match_option, mc_fields
+from rai_multi.samples import write_winobias_sample
+from rai_multi.tasks.spec import (
+    BenchmarkSpec, BuildContext, DataSource, Headline, MetricInfo, opt, require_data_dir,
+)
 
 
 def prompt(item: WinobiasItem) -> str:
@@ -87,3 +91,35 @@ class WinobiasTask:
                 ci = bootstrap_diff_ci(pro, anti, slice_seed(seed, "pro_anti_gap", slice_name))
                 metrics.append(Metric("pro_anti_gap", slice_name, gap, ci, len(pro) + len(anti)))
         return metrics
+
+
+# ---------------------------------------------------------------------------- spec
+
+
+@dataclass(frozen=True)
+class WinobiasOptions:
+    """Options of a WinoBias run."""
+
+    setting: str = opt("mc", "mc (log-likelihood choice) or generative.", choices=SETTINGS)
+    split: str = opt("test", "dev or test.", choices=("dev", "test"))
+    limit: int | None = opt(None, "At most N sentences per file.", min=1)
+
+
+def build_winobias(options: WinobiasOptions, ctx: BuildContext) -> WinobiasTask:
+    return WinobiasTask(require_data_dir(ctx, "winobias"), setting=options.setting, split=options.split,
+                        limit=options.limit)
+
+
+SPEC = BenchmarkSpec(
+    name="winobias",
+    summary="WinoBias: coreference accuracy on pro- and anti-stereotypical sentences, and their gap.",
+    options=WinobiasOptions,
+    build=build_winobias,
+    headline=Headline("accuracy", "correct"),
+    metrics={"accuracy": MetricInfo("higher"),
+             "pro_anti_gap": MetricInfo("reference", "statistic", 0.0, "pro minus anti accuracy; 0 is unbiased")},
+    data=DataSource("winobias/*_stereotyped_type*.txt.{dev,test}", None, None, "MIT"),
+    write_sample=write_winobias_sample,
+    score_options={"setting": "generative"},
+    prediction_ids='rows {"id": "winobias/<file>/<line>", "output": ...}',
+)

@@ -20,6 +20,10 @@ from rai_multi.errors import ConfigError
 from rai_multi.records import GenerationRequest, LoglikelihoodRequest, Metric, Response, Sample
 from rai_multi.scoring.bias import exact_match_ignoring_article
 from rai_multi.tasks.choice import SETTINGS, mc_fields
+from rai_multi.samples import write_winogender_sample
+from rai_multi.tasks.spec import (
+    BenchmarkSpec, BuildContext, DataSource, FigureHint, Headline, MetricInfo, opt, require_data_dir,
+)
 
 
 def entity(name: str) -> str:
@@ -100,3 +104,35 @@ class WinogenderTask:
 
         metrics += by_group("accuracy", rows, lambda r: r["correct"], gotcha, "gotcha", seed, overall=False)
         return metrics
+
+
+# ---------------------------------------------------------------------------- spec
+
+
+@dataclass(frozen=True)
+class WinogenderOptions:
+    """Options of a Winogender run."""
+
+    setting: str = opt("mc", "mc (log-likelihood choice) or generative (the Flan paper's setup).", choices=SETTINGS)
+    shots: int = opt(0, "Few-shot exemplars (from other templates).", min=0, max=16)
+    limit: int | None = opt(None, "At most N sentences.", min=1)
+
+
+def build_winogender(options: WinogenderOptions, ctx: BuildContext) -> WinogenderTask:
+    return WinogenderTask(require_data_dir(ctx, "winogender"), setting=options.setting, shots=options.shots,
+                          limit=options.limit, seed=ctx.seed)
+
+
+SPEC = BenchmarkSpec(
+    name="winogender",
+    summary="Winogender: pronoun resolution accuracy by pronoun gender and on gotcha items.",
+    options=WinogenderOptions,
+    build=build_winogender,
+    headline=Headline("accuracy", "correct"),
+    metrics={"accuracy": MetricInfo("higher")},
+    data=DataSource("winogender/{all_sentences,templates,occupations-stats}.tsv", None, None, "MIT"),
+    figures=(FigureHint("accuracy", "gender", "Winogender accuracy by pronoun"),),
+    write_sample=write_winogender_sample,
+    score_options={"setting": "generative"},
+    prediction_ids='rows {"id": "winogender/<sentid>", "output": ...}',
+)

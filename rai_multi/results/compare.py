@@ -16,7 +16,7 @@ import numpy as np
 
 from rai_multi.aggregate import slice_seed
 from rai_multi.languages import all_languages
-from rai_multi.report.runs import HEADLINE, REFERENCE_VALUE, Run, comparability_issues, group_runs, higher_is_better
+from rai_multi.results.runs import Run, comparability_issues, group_runs, headline_of, metric_info
 from rai_multi.stats import (
     CONFIDENCE, N_BOOTSTRAP, _percentiles, bootstrap_statistic_ci, mcnemar, paired_bootstrap_delta_ci,
 )
@@ -49,7 +49,7 @@ class Delta:
 
 def rows_in_slice(rows: Sequence[dict[str, Any]], slice_name: str) -> list[dict[str, Any]]:
     """Per-sample rows behind a slice name (``lang=bn``, ``tier=low``, ``category=Age``...)."""
-    if slice_name == "all":
+    if slice_name in ("all", "pooled"):
         return list(rows)
     if slice_name == "all_excl_en":
         return [r for r in rows if r.get("lang") != "en"]
@@ -129,26 +129,20 @@ def paired_delta(
     return result
 
 
-def _better(metric: str, delta: float | None) -> bool | None:
-    if delta is None or delta == 0:
-        return None
-    if metric in REFERENCE_VALUE:
-        return None  # decided from distances to the reference, see compare_metric
-    return (delta > 0) == higher_is_better(metric)
-
-
 def compare_metric(base: Run, cand: Run, metric: str, slice_name: str, seed: int, issues: list[str]) -> Delta:
+    """One metric and slice, candidate against baseline. Runs with comparability issues get
+    their values side by side and nothing else: no delta, no better/worse, no test."""
     bm, cm = base.metric(metric, slice_name), cand.metric(metric, slice_name)
     bv = bm["value"] if bm else None
     cv = cm["value"] if cm else None
+    if issues:
+        return Delta(base.task, base.setting, metric, slice_name, base.model, cand.model, bv, cv, None,
+                     test="not compared", issues=list(issues))
     delta = None if bv is None or cv is None else cv - bv
     result = Delta(base.task, base.setting, metric, slice_name, base.model, cand.model, bv, cv, delta, issues=list(issues))
-    if metric in REFERENCE_VALUE and delta is not None:
-        ref = REFERENCE_VALUE[metric]
-        result.better = abs(cv - ref) < abs(bv - ref) if abs(cv - ref) != abs(bv - ref) else None
-    else:
-        result.better = _better(metric, delta)
-    headline = HEADLINE.get(base.task)
+    if delta is not None:
+        result.better = metric_info(base.task, bm or metric).better(bv, cv)
+    headline = headline_of(base.task)
     if headline and headline.metric == metric and headline.pairs(slice_name) and not issues:
         paired = paired_delta(base, cand, headline.field, slice_name, metric, seed, headline.only, headline.statistic)
         if paired and paired["ci"]:
@@ -211,7 +205,7 @@ def compare_runs(runs: Sequence[Run], baseline: str, seed: int = 1234) -> Compar
             issues = comparability_issues(base, cand)
             for issue in issues:
                 flags.append(f"{key[0]}/{key[1]} {baseline} vs {cand_name}: {issue}")
-            headline = HEADLINE.get(base.task)
+            headline = headline_of(base.task)
             metric_names = list(dict.fromkeys(m["name"] for m in base.metrics))
             if headline and headline.metric in metric_names:
                 for slice_name in summary_slices(base, headline.metric):
