@@ -47,7 +47,8 @@ def run_eval(model: str, dtype: str, task: str, limit: int, out: Path) -> float:
 
 
 def run_dirs(out: Path, dtype: str) -> dict[str, Path]:
-    return {p.parent.name: p.parent for p in (out / dtype).glob("*/metrics.json")}
+    # run folders are <task>-<setting>-<config hash>: key them by <task>-<setting>
+    return {p.parent.name.rsplit("-", 1)[0]: p.parent for p in (out / dtype).glob("*/metrics.json")}
 
 
 def answers(run: Path) -> dict[str, str]:
