@@ -24,16 +24,21 @@ def is_commit_sha(revision: str | None) -> bool:
 
 def load_hub_split(
     path: str | Path, name: str | None, split: str, revision: str | None, *, hint: str,
-    cache_dir: Path | None = None,
+    data_dir: str | None = None, cache_dir: Path | None = None,
 ) -> Any:
-    """``datasets.load_dataset(path, name, split=..., revision=...)``; any failure (offline,
-    unknown config, missing split) becomes one DataError line that names the dataset, its
-    revision and ``hint`` (how to use local files instead)."""
-    where = f"{path}" + (f" ({name})" if name else "") + f" split {split!r}" + (f" @ {revision}" if revision else "")
+    """``datasets.load_dataset(path, name, split=..., revision=..., data_dir=...)``; any
+    failure (offline, unknown config, missing split) becomes one DataError line that names
+    the dataset, its revision and ``hint`` (how to use local files instead).
+
+    ``data_dir`` selects a config folder on a hub branch without a README config list, such
+    as the ``refs/convert/parquet`` branch the hub writes for script-based datasets (datasets
+    >= 4 no longer runs loading scripts, so that branch is the readable copy of them)."""
+    where = f"{path}" + (f" ({name or data_dir})" if name or data_dir else "") + f" split {split!r}"
+    where += f" @ {revision}" if revision else ""
     try:
         from datasets import load_dataset
 
-        return load_dataset(str(path), name, split=split, revision=revision,
+        return load_dataset(str(path), name, split=split, revision=revision, data_dir=data_dir,
                             cache_dir=str(cache_dir) if cache_dir else None)
     except Exception as exc:  # datasets raises many types (offline, missing config/split, bad files)
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
