@@ -176,3 +176,39 @@ def test_revisions_and_offline_errors(tmp_path):
     assert not is_commit_sha("main") and not is_commit_sha("refs/convert/parquet") and not is_commit_sha("3f31267")
     with pytest.raises(DataError, match=r"cannot load .* from the hub: .*; pass --data-dir"):
         load_crows_pairs_hub(path=tmp_path / "nothing-here")
+
+
+def test_mgsm_hub_layout_matches_the_tsv(data_dir, tmp_path):
+    from rai_multi.data.mgsm import load_mgsm_hub, load_mgsm_tsv, tsv_path
+
+    lines = tsv_path(data_dir, "sw").read_text(encoding="utf-8").splitlines()[:6]
+    copy = tmp_path / "mgsm_sw.tsv"
+    copy.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    rows = [{"question": q, "answer": None, "answer_number": int(a), "equation_solution": None}
+            for q, a in (line.split("\t") for line in lines)]
+    (tmp_path / "hub" / "sw" / "test").mkdir(parents=True)
+    Dataset.from_list(rows).to_parquet(str(tmp_path / "hub" / "sw" / "test" / "0000.parquet"))
+    got = load_mgsm_hub("sw", path=tmp_path / "hub", cache_dir=tmp_path / "cache")
+    assert got == load_mgsm_tsv(copy, "sw") and len(got) == 6
+
+
+def test_tydiqa_hub_layout_matches_the_squad_json(data_dir, tmp_path):
+    """secondary_task rows of two languages; the hub path keeps only the asked language."""
+    from rai_multi.data.tydiqa import load_tydiqa_hub, read_squad_json
+
+    rows, expected = [], []
+    for name in ("swahili", "english"):
+        items = read_squad_json(data_dir / "tydiqa_goldp" / "dev" / f"{name}.json")[:4]
+        doc = json.loads((data_dir / "tydiqa_goldp" / "dev" / f"{name}.json").read_text(encoding="utf-8"))
+        starts = {qa["id"]: [a["answer_start"] for a in qa["answers"]]
+                  for art in doc["data"] for para in art["paragraphs"] for qa in para["qas"]}
+        rows += [{"id": i.id, "title": i.title, "context": i.context, "question": i.question,
+                  "answers": {"text": list(i.answers), "answer_start": starts[i.id]}} for i in items]
+        expected += [i for i in items if i.lang == "sw"]
+    (tmp_path / "hub" / "secondary_task").mkdir(parents=True)
+    Dataset.from_list(rows).to_parquet(str(tmp_path / "hub" / "secondary_task" / "validation-00000-of-00001.parquet"))
+    (tmp_path / "hub" / "README.md").write_text(
+        "---\nconfigs:\n- config_name: secondary_task\n  data_files:\n  - split: validation\n"
+        "    path: secondary_task/validation-*\n---\n", encoding="utf-8")
+    got = load_tydiqa_hub("sw", "dev", path=tmp_path / "hub", cache_dir=tmp_path / "cache")
+    assert got == expected and len(got) == 4
