@@ -82,6 +82,13 @@ def test_crows_pairs_hub_layout_matches_the_csv(data_dir, tmp_path):
     got = load_crows_pairs_hub(path=tmp_path / "hub", cache_dir=tmp_path / "cache")
     assert got == load_crows_pairs(tmp_path / "local") and len(got) == 40
     assert {p.direction for p in got} == {"stereo", "antistereo"} and all(p.bias_type in CROWS_BIAS_TYPES for p in got)
+    # The same file without feature metadata (plain int columns): the card's label order decodes it.
+    import pandas as pd
+
+    plain = tmp_path / "plain" / "crows_pairs" / "test"
+    plain.mkdir(parents=True)
+    pd.DataFrame(hub_rows).to_parquet(plain / "0000.parquet")
+    assert load_crows_pairs_hub(path=tmp_path / "plain", cache_dir=tmp_path / "cache") == got
 
 
 def test_davidson_hub_layout_matches_the_csv_row_for_row(data_dir, tmp_path):

@@ -16,6 +16,10 @@ from rai_multi.errors import DataError
 HUB_DATASET = "nyu-mll/crows_pairs"
 HUB_REVISION = "refs/convert/parquet"
 HUB_CONFIG_DIR = "crows_pairs"
+# ClassLabel orders of the hub dataset's card (used if a parquet file lacks its metadata).
+HUB_DIRECTIONS = ("stereo", "antistereo")
+HUB_BIAS_TYPES = ("race-color", "socioeconomic", "gender", "disability", "nationality", "sexual-orientation",
+                  "physical-appearance", "religion", "age")
 
 
 @dataclass(frozen=True)
@@ -62,8 +66,8 @@ def load_crows_pairs_hub(revision: str = HUB_REVISION, *, path: str | Path = HUB
         where = f"{path} row {i}"
         try:
             pair = CrowsPair(f"crows_pairs/{row['id']}", row["sent_more"], row["sent_less"],
-                             class_label_name(ds, "stereo_antistereo", row["stereo_antistereo"]),
-                             class_label_name(ds, "bias_type", row["bias_type"]))
+                             class_label_name(ds, "stereo_antistereo", row["stereo_antistereo"], HUB_DIRECTIONS),
+                             class_label_name(ds, "bias_type", row["bias_type"], HUB_BIAS_TYPES))
         except KeyError as exc:
             raise DataError(f"{where}: missing column {exc}") from None
         pairs.append(_checked(pair, where))

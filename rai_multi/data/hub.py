@@ -45,11 +45,12 @@ def load_hub_split(
         raise DataError(f"cannot load {where} from the hub: {first}; {hint}") from None
 
 
-def class_label_name(ds: Any, column: str, value: Any) -> Any:
+def class_label_name(ds: Any, column: str, value: Any, fallback: tuple[str, ...] = ()) -> Any:
     """The name of a ClassLabel value (hub parquet stores ClassLabels as ints); other
-    columns come back unchanged."""
+    columns come back unchanged. ``fallback`` is the dataset card's label order, used when
+    a parquet file carries no feature metadata."""
     feature = getattr(ds, "features", {}).get(column)
-    names = getattr(feature, "names", None)
+    names = getattr(feature, "names", None) or (list(fallback) if fallback else None)
     if names is not None and isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(names):
         return names[value]
     return value
