@@ -11,9 +11,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rai_multi.data.hub import load_hub_split
 from rai_multi.errors import DataError
 
 ANSWER_KEYS = ("ans0", "ans1", "ans2")
+# The hub copy of the upstream jsonl that lm-evaluation-harness reads; one config per
+# category, split "test", the upstream columns. Its loading script no longer runs under
+# datasets >= 4, so the hub's parquet conversion of it is read (branch refs/convert/parquet,
+# one folder per config). A branch can move: pin it to that branch's commit sha once it
+# can be looked up online.
+HUB_DATASET = "heegyu/bbq"
+HUB_REVISION = "refs/convert/parquet"
+# The 11 categories of the full BBQ (the upstream data/ file stems).
+BBQ_CATEGORIES = ("Age", "Disability_status", "Gender_identity", "Nationality", "Physical_appearance",
+                  "Race_ethnicity", "Race_x_SES", "Race_x_gender", "Religion", "SES", "Sexual_orientation")
 
 
 @dataclass(frozen=True)
@@ -114,4 +125,20 @@ def load_bbq(data_dir: Path, categories: list[str] | None = None) -> list[BbqIte
     for category in chosen:
         path = files[category]
         items += read_bbq_jsonl(path) if path.suffix == ".jsonl" else read_bbq_lite_json(path)
+    return items
+
+
+def load_bbq_hub(categories: list[str] | None = None, revision: str = HUB_REVISION, *,
+                 path: str | Path = HUB_DATASET, cache_dir: Path | None = None) -> list[BbqItem]:
+    """Full-BBQ items from the hub: the rows carry the upstream fields, so they go through
+    the same checks and make the same ``bbq/<category>/<example_id>`` items as the jsonl."""
+    chosen = categories or list(BBQ_CATEGORIES)
+    unknown = [c for c in chosen if c not in BBQ_CATEGORIES]
+    if unknown:
+        raise DataError(f"unknown BBQ category {unknown[0]!r}; available: {', '.join(BBQ_CATEGORIES)}")
+    items: list[BbqItem] = []
+    for category in chosen:
+        ds = load_hub_split(path, None, "test", revision, data_dir=category, cache_dir=cache_dir,
+                            hint="pass --data-dir or set RAI_MULTI_DATA to a folder holding bbq/<category>.jsonl")
+        items += [_item(dict(row), f"{path} ({category}) row {i}", "bbq") for i, row in enumerate(ds)]
     return items

@@ -11,10 +11,15 @@ import ast
 from dataclasses import dataclass
 from pathlib import Path
 
+from rai_multi.data.hub import load_hub_split
 from rai_multi.errors import DataError
 from rai_multi.scoring.numbers import parse_gold
 
 HUB_DATASET = "juletxara/mgsm"
+# The dataset is a loading script, which datasets >= 4 no longer runs; the hub's parquet
+# conversion (branch refs/convert/parquet, <lang>/{train,test}/ folders) is read instead.
+# A branch can move: pin it to that branch's commit sha once it can be looked up online.
+HUB_REVISION = "refs/convert/parquet"
 
 
 @dataclass(frozen=True)
@@ -80,37 +85,25 @@ def load_mgsm_tsv(path: Path, lang: str) -> list[MgsmItem]:
     return items
 
 
-def load_mgsm_hub(lang: str) -> list[MgsmItem]:
-    """The same items from the hub dataset (needs network)."""
-    try:
-        from datasets import load_dataset
-
-        ds = load_dataset(HUB_DATASET, lang, split="test")
-    except Exception as exc:  # datasets raises many types when offline
-        raise DataError(
-            f"cannot load {HUB_DATASET} ({lang}) from the hub: {str(exc).splitlines()[0] if str(exc) else exc}; "
-            "pass --data-dir or set RAI_MULTI_DATA to a folder holding mgsm/mgsm_<lang>.tsv"
-        ) from None
+def load_mgsm_hub(lang: str, revision: str = HUB_REVISION, *, path: str | Path = HUB_DATASET,
+                  cache_dir: Path | None = None) -> list[MgsmItem]:
+    """The same items from the hub (needs network); ``path`` is for a local copy in the hub layout."""
+    ds = load_hub_split(path, None, "test", revision, data_dir=lang, cache_dir=cache_dir,
+                        hint="pass --data-dir or set RAI_MULTI_DATA to a folder holding mgsm/mgsm_<lang>.tsv")
     return [
         MgsmItem(f"mgsm/{lang}/{i}", lang, row["question"].strip(), float(row["answer_number"]), str(row["answer_number"]))
         for i, row in enumerate(ds)
     ]
 
 
-def load_exemplars_hub(langs: list[str]) -> dict[str, list[Exemplar]]:
+def load_exemplars_hub(langs: list[str], revision: str = HUB_REVISION, *, path: str | Path = HUB_DATASET,
+                       cache_dir: Path | None = None) -> dict[str, list[Exemplar]]:
     """Exemplars from the hub dataset's ``train`` split (8 per language; its question and
     answer fields carry the question word and step-by-step prefix, as exemplars.py does)."""
     out: dict[str, list[Exemplar]] = {}
     for lang in langs:
-        try:
-            from datasets import load_dataset
-
-            ds = load_dataset(HUB_DATASET, lang, split="train")
-        except Exception as exc:
-            raise DataError(
-                f"cannot load MGSM exemplars ({HUB_DATASET}, {lang}, train) from the hub: "
-                f"{str(exc).splitlines()[0] if str(exc) else exc}; pass --data-dir with mgsm/exemplars.py"
-            ) from None
+        ds = load_hub_split(path, None, "train", revision, data_dir=lang, cache_dir=cache_dir,
+                            hint="pass --data-dir with mgsm/exemplars.py")
         out[lang] = [Exemplar(r["question"], r["answer"], float(r["answer_number"])) for r in ds]
     return out
 

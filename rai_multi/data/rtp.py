@@ -11,6 +11,7 @@ from pathlib import Path
 from rai_multi.errors import DataError
 
 HUB_DATASET = "allenai/real-toxicity-prompts"
+HUB_REVISION = "main"  # no commit sha could be looked up offline: pin it once it can be
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ def load_rtp_hub() -> list[RtpPrompt]:
     try:
         from datasets import load_dataset
 
-        ds = load_dataset(HUB_DATASET, split="train")
+        ds = load_dataset(HUB_DATASET, split="train", revision=HUB_REVISION)
     except Exception as exc:
         raise DataError(f"cannot load {HUB_DATASET} from the hub: {str(exc).splitlines()[0] if str(exc) else exc}; "
                         "pass --rtp-file or --data-dir") from None

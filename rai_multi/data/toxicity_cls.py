@@ -8,7 +8,14 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rai_multi.data.hub import load_hub_split
 from rai_multi.errors import DataError
+
+# The authors' data on the hub, converted to parquet on main ("Convert dataset to Parquet
+# (#2)", commit adc5fb7: only the short id could be found offline; pin the full sha).
+DAVIDSON_HUB = "tdavidson/hate_speech_offensive"
+DAVIDSON_REVISION = "main"
+DAVIDSON_CLASSES = ("hate speech", "offensive language", "neither")  # class 0, 1, 2 upstream
 
 IDENTITY_COLUMNS = ("male", "female", "transgender", "homosexual_gay_or_lesbian", "christian", "jewish", "muslim",
                     "black", "white", "psychiatric_or_mental_illness")
@@ -36,9 +43,33 @@ def load_davidson(data_dir: Path) -> list[LabelledText]:
                 index = row[""]
             except (KeyError, ValueError, TypeError):
                 raise DataError(f"{path}:{reader.line_num}: needs an index column, 'class' (0-2) and 'tweet'") from None
-            if cls not in (0, 1, 2):
-                raise DataError(f"{path}:{reader.line_num}: class must be 0 (hate), 1 (offensive) or 2 (neither)")
-            items.append(LabelledText(f"davidson/{index}", text, int(cls in (0, 1))))
+            items.append(_davidson_item(f"davidson/{index}", cls, text, f"{path}:{reader.line_num}"))
+    return items
+
+
+def _davidson_item(item_id: str, cls: int, text: str, where: str) -> LabelledText:
+    if cls not in (0, 1, 2):
+        raise DataError(f"{where}: class must be 0 (hate), 1 (offensive) or 2 (neither)")
+    return LabelledText(item_id, text, int(cls in (0, 1)))
+
+
+def load_davidson_hub(revision: str = DAVIDSON_REVISION, *, path: str | Path = DAVIDSON_HUB,
+                      cache_dir: Path | None = None) -> list[LabelledText]:
+    """Davidson from the hub (one ``train`` split; ``class`` a ClassLabel, ``tweet`` the text).
+
+    The hub rows have no index column, and the upstream csv's index has 495 gaps (24,783 rows
+    numbered up to 25,296), so hub ids are the row position, ``davidson/row<N>``: never equal
+    to a local id by accident, while text and label are the same row for row."""
+    ds = load_hub_split(path, None, "train", revision, cache_dir=cache_dir,
+                        hint="pass --data-dir with davidson_hate_offensive/labeled_data.csv")
+    items = []
+    for i, row in enumerate(ds):
+        where = f"{path} row {i}"
+        raw = row.get("class")
+        cls = DAVIDSON_CLASSES.index(raw) if raw in DAVIDSON_CLASSES else raw
+        if isinstance(cls, bool) or not isinstance(cls, int) or not isinstance(row.get("tweet"), str):
+            raise DataError(f"{where}: needs 'class' (0-2) and a 'tweet' string")
+        items.append(_davidson_item(f"davidson/row{i}", cls, row["tweet"], where))
     return items
 
 

@@ -12,9 +12,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from rai_multi.data.hub import load_hub_split
 from rai_multi.errors import DataError
 
 HUB_DATASET = "google-research-datasets/tydiqa"
+# main holds the parquet conversion (configs primary_task, secondary_task); no commit sha
+# could be looked up offline: pin it once it can be.
+HUB_REVISION = "main"
 LANG_NAMES = {
     "ar": "arabic", "bn": "bengali", "en": "english", "fi": "finnish", "id": "indonesian",
     "ja": "japanese", "ko": "korean", "ru": "russian", "sw": "swahili", "te": "telugu", "th": "thai",
@@ -125,18 +129,12 @@ def load_tydiqa(data_dir: Path | None, lang: str, split: str = "dev") -> tuple[l
     return select_language(read_squad_json(path), lang, path, combined), path
 
 
-def load_tydiqa_hub(lang: str, split: str) -> list[QAItem]:
-    try:
-        from datasets import load_dataset
-
-        ds = load_dataset(HUB_DATASET, "secondary_task", split="validation" if split == "dev" else "train")
-    except Exception as exc:
-        raise DataError(
-            f"cannot load {HUB_DATASET} (secondary_task) from the hub: {str(exc).splitlines()[0] if str(exc) else exc}; "
-            "pass --data-dir or set RAI_MULTI_DATA"
-        ) from None
+def load_tydiqa_hub(lang: str, split: str, revision: str = HUB_REVISION, *, path: str | Path = HUB_DATASET,
+                    cache_dir: Path | None = None) -> list[QAItem]:
+    ds = load_hub_split(path, "secondary_task", "validation" if split == "dev" else "train", revision,
+                        cache_dir=cache_dir, hint="pass --data-dir or set RAI_MULTI_DATA")
     items = [
         QAItem(r["id"], lang_of_id(r["id"]) or "", r["title"], r["context"], r["question"], tuple(r["answers"]["text"]))
         for r in ds
     ]
-    return select_language(items, lang, Path(f"hub:{HUB_DATASET}"), combined=True)
+    return select_language(items, lang, Path(f"hub:{path}"), combined=True)
