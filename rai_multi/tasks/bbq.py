@@ -17,15 +17,16 @@ from typing import Any, Sequence
 import numpy as np
 
 from rai_multi.aggregate import by_group, slice_seed
-from rai_multi.data.bbq import BbqItem, bbq_files, load_bbq
+from rai_multi.data.bbq import BbqItem, bbq_files, load_bbq, load_bbq_hub
 from rai_multi.errors import ConfigError
 from rai_multi.records import GenerationRequest, LoglikelihoodRequest, Metric, Response, Sample
 from rai_multi.scoring import bias
 from rai_multi.stats import bootstrap_statistic_ci
 from rai_multi.tasks.choice import SETTINGS, _norm, match_option, mc_fields
 from rai_multi.samples import write_bbq_sample
+from rai_multi.data.sources import source
 from rai_multi.tasks.spec import (
-    BenchmarkSpec, BuildContext, DataSource, FigureHint, Headline, MetricInfo, opt, require_data_dir,
+    BenchmarkSpec, BuildContext, FigureHint, Headline, MetricInfo, opt,
 )
 
 
@@ -64,13 +65,17 @@ class BbqTask:
                 "bias_score_scale": "-1..1 (x100 in the BBQ paper)"}
 
     def data_files(self) -> list[Path]:
+        if self.data_dir is None:
+            return []
         files = bbq_files(self.data_dir)
         return [files[c] for c in (self.categories or sorted(files)) if c in files]
 
     def build_samples(self) -> list[Sample]:
         per_category: dict[str, int] = {}
         samples = []
-        for item in load_bbq(self.data_dir, list(self.categories) if self.categories else None):
+        chosen = list(self.categories) if self.categories else None
+        items = load_bbq(self.data_dir, chosen) if self.data_dir is not None else load_bbq_hub(chosen)
+        for item in items:
             if self.limit is not None and per_category.get(item.category, 0) >= self.limit:
                 continue
             per_category[item.category] = per_category.get(item.category, 0) + 1
@@ -174,7 +179,7 @@ class BbqOptions:
 
 
 def build_bbq(options: BbqOptions, ctx: BuildContext) -> BbqTask:
-    return BbqTask(require_data_dir(ctx, "bbq"), setting=options.setting,
+    return BbqTask(ctx.data_dir, setting=options.setting,
                    categories=list(options.categories) if options.categories else None, limit=options.limit)
 
 
@@ -197,7 +202,7 @@ SPEC = BenchmarkSpec(
         "bias_score_disambig": MetricInfo("reference", "statistic", 0.0, "authors' s_DIS, -1..1; 0 is unbiased"),
         "target_undetermined": MetricInfo("lower", "count", description="items whose bias target the rules leave open"),
     },
-    data=DataSource("bbq/*.jsonl", None, None, "CC BY 4.0"),
+    data=source("bbq"),
     figures=(FigureHint("bias_score_disambig", "category", "BBQ bias score, disambiguated (0 = unbiased)"),
              FigureHint("bias_score_ambig", "category", "BBQ bias score, ambiguous (0 = unbiased)")),
     diagnostics=("target_undetermined",),

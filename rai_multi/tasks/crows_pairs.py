@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from rai_multi.aggregate import by_group, mean_metric
-from rai_multi.data.crows_pairs import load_crows_pairs
+from rai_multi.data.crows_pairs import load_crows_pairs, load_crows_pairs_hub
 from rai_multi.errors import ConfigError
 from rai_multi.records import LoglikelihoodRequest, Metric, Response, Sample
 from rai_multi.scoring.bias import crows_prefers_more
 from rai_multi.samples import write_crows_sample
+from rai_multi.data.sources import source
 from rai_multi.tasks.spec import (
-    BenchmarkSpec, BuildContext, DataSource, FigureHint, Headline, MetricInfo, opt, require_data_dir,
+    BenchmarkSpec, BuildContext, FigureHint, Headline, MetricInfo, opt,
 )
 
 
@@ -45,13 +46,13 @@ class CrowsPairsTask:
                 "scoring": "whole-sentence log-likelihood (sum of token log-probs)", "scale": "0-100, 50 unbiased"}
 
     def data_files(self) -> list[Path]:
-        return [self.data_dir / "crows_pairs" / "crows_pairs_anonymized.csv"]
+        return [self.data_dir / "crows_pairs" / "crows_pairs_anonymized.csv"] if self.data_dir is not None else []
 
     def build_samples(self) -> list[Sample]:
         return [
             Sample(p.id, "en", LoglikelihoodRequest("", (p.sent_more, p.sent_less)), None,
                    {"bias_type": p.bias_type, "direction": p.direction})
-            for p in load_crows_pairs(self.data_dir)[: self.limit]
+            for p in (load_crows_pairs(self.data_dir) if self.data_dir is not None else load_crows_pairs_hub())[: self.limit]
         ]
 
     def score(self, samples: Sequence[Sample], responses: Sequence[Response]) -> list[dict[str, Any]]:
@@ -89,7 +90,7 @@ class CrowsPairsOptions:
 
 
 def build_crows_pairs(options: CrowsPairsOptions, ctx: BuildContext) -> CrowsPairsTask:
-    return CrowsPairsTask(require_data_dir(ctx, "crows_pairs"), setting=options.setting, limit=options.limit)
+    return CrowsPairsTask(ctx.data_dir, setting=options.setting, limit=options.limit)
 
 
 SPEC = BenchmarkSpec(
@@ -103,7 +104,7 @@ SPEC = BenchmarkSpec(
         "mean_loglik_diff": MetricInfo("reference", "micro", 0.0, "mean log p(sent_more) - log p(sent_less)"),
         "neutral_pairs": MetricInfo("lower", "count", description="pairs scored equal after rounding"),
     },
-    data=DataSource("crows_pairs/crows_pairs_anonymized.csv", None, None, "CC BY-SA 4.0"),
+    data=source("crows_pairs"),
     figures=(FigureHint("crows_score", "bias_type", "CrowS-Pairs (50 = unbiased)"),),
     diagnostics=("neutral_pairs",),
     scorable=False,

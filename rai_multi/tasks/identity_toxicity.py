@@ -14,8 +14,9 @@ from rai_multi.data.holistic_bias import NEUTRAL, build_identity_prompts
 from rai_multi.records import GenerationRequest, Metric, Response, Sample
 from rai_multi.scoring.toxicity import THRESHOLD, ToxicityScorer
 from rai_multi.tasks.toxicity import score_continuations
+from rai_multi.data.sources import source
 from rai_multi.tasks.spec import (
-    BenchmarkSpec, BuildContext, DataSource, FigureHint, Headline, MetricInfo, opt, require_data_dir,
+    BenchmarkSpec, BuildContext, FigureHint, Headline, MetricInfo, opt, require_data_dir,
 )
 
 WORST_LISTED = 10
@@ -116,7 +117,7 @@ SPEC = BenchmarkSpec(
         "toxic_rate_minus_neutral": MetricInfo("reference", "statistic", 0.0, "axis rate minus the neutral rate"),
         "worst_descriptor_toxic_rate": MetricInfo("lower"),
     },
-    data=DataSource("holistic_bias/*.json", None, None, "CC BY-SA 4.0"),
+    data=source("holistic_bias"),
     needs_scorer=True,
     limit_field=None,
     scorable=False,

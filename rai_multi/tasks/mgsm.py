@@ -32,8 +32,9 @@ from rai_multi.languages import MGSM_LANGS, LanguageConfig, get_language
 from rai_multi.records import GenerationRequest, Metric, Response, Sample
 from rai_multi.samples import write_mgsm_sample
 from rai_multi.scoring.numbers import extract_answer, numbers_equal
+from rai_multi.data.sources import source
 from rai_multi.tasks.spec import (
-    COMMON_METRICS, LANGS_HELP, TIER_HELP, BenchmarkSpec, BuildContext, DataSource, Headline, MetricInfo,
+    COMMON_METRICS, LANGS_HELP, TIER_HELP, BenchmarkSpec, BuildContext, Headline, MetricInfo,
     chosen_languages, opt,
 )
 
@@ -262,7 +263,7 @@ SPEC = BenchmarkSpec(
         "maj@": MetricInfo("higher", description="self-consistency: majority vote over k sampled answers"),
         **{k: COMMON_METRICS[k] for k in ("extraction_phrase_rate", "extraction_fallback_rate", "extraction_none_rate")},
     },
-    data=DataSource("mgsm/mgsm_*.tsv", HUB_DATASET, None, "CC BY-SA 4.0"),
+    data=source("mgsm"),
     language_sliced=True,
     diagnostics=("extraction_none_rate", "extraction_fallback_rate"),
     section="multilingual",

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Sequence
 
+from rai_multi.data.sources import DataSource
 from rai_multi.errors import ConfigError
 
 Direction = Literal["higher", "lower", "reference"]
@@ -89,17 +90,6 @@ class Headline:
 
 
 @dataclass(frozen=True)
-class DataSource:
-    """Where a benchmark's files come from: the local layout under the data folder, and
-    the hub dataset (at a pinned revision) used when no local folder is given."""
-
-    local: str  # glob relative to the data folder
-    hub_id: str | None = None
-    hub_revision: str | None = None
-    license: str = ""
-
-
-@dataclass(frozen=True)
 class FigureHint:
     """A bar chart of ``metric`` over the slices starting with ``prefix``."""
 
@@ -139,7 +129,7 @@ class BenchmarkSpec:
     build: Callable[[Any, BuildContext], Any]
     headline: Headline
     metrics: Mapping[str, MetricInfo]
-    data: DataSource
+    data: DataSource                # rai_multi/data/sources.py: local layout, hub id and revision
     language_sliced: bool = False   # metrics come per language with macro slices
     needs_scorer: bool = False      # a toxicity scorer scores its outputs
     scorable: bool = True           # `score <name>` can replay predictions made elsewhere

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from rai_multi.errors import ConfigError
-from rai_multi.tasks import bbq, crows_pairs, identity_toxicity, mgsm, toxicity, toxicity_cls, tydiqa, winobias, winogender
+from rai_multi.tasks import (
+    bbq, crows_pairs, identity_toxicity, mgsm, toxicity, toxicity_cls, tydiqa, winobias, winogender, xcopa,
+)
 from rai_multi.tasks.spec import BenchmarkSpec, parse_options
 
 SPECS: tuple[BenchmarkSpec, ...] = (
@@ -26,6 +28,7 @@ SPECS: tuple[BenchmarkSpec, ...] = (
     winobias.SPEC,
     bbq.SPEC,
     crows_pairs.SPEC,
+    xcopa.SPEC,
 )
 BY_NAME: dict[str, BenchmarkSpec] = {s.name: s for s in SPECS}
 

@@ -18,7 +18,8 @@ from rai_multi.errors import ConfigError
 from rai_multi.records import GenerationRequest, Metric, Response, Sample
 from rai_multi.scoring.toxicity import THRESHOLD, ToxicityScorer
 from rai_multi.samples import write_rtp_sample
-from rai_multi.tasks.spec import BenchmarkSpec, BuildContext, DataSource, FigureHint, Headline, MetricInfo, opt
+from rai_multi.data.sources import source
+from rai_multi.tasks.spec import BenchmarkSpec, BuildContext, FigureHint, Headline, MetricInfo, opt
 
 DEFAULT_FILES = ("toxic.jsonl", "nontoxic.jsonl")
 
@@ -137,7 +138,7 @@ SPEC = BenchmarkSpec(
         "toxicity_probability": MetricInfo("lower", description="share of prompts with a continuation >= 0.5"),
         "expected_max_toxicity": MetricInfo("lower", description="mean over prompts of the max over k continuations"),
     },
-    data=DataSource("realtoxicityprompts/*.jsonl", "allenai/real-toxicity-prompts", None, "Apache-2.0"),
+    data=source("rtp"),
     needs_scorer=True,
     limit_field="prompts",
     figures=(FigureHint("toxicity_probability", "prompts", "Toxicity probability by prompt type"),),

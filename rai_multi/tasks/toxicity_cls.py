@@ -15,13 +15,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from rai_multi.aggregate import slice_seed
-from rai_multi.data.toxicity_cls import LabelledText, load_civil_comments, load_davidson
+from rai_multi.data.toxicity_cls import LabelledText, load_civil_comments, load_davidson, load_davidson_hub
 from rai_multi.errors import ConfigError
 from rai_multi.records import LoglikelihoodRequest, Metric, Response, Sample
 from rai_multi.scoring import classification
 from rai_multi.stats import bootstrap_statistic_ci
 from rai_multi.samples import write_davidson_sample
-from rai_multi.tasks.spec import BenchmarkSpec, BuildContext, DataSource, Headline, MetricInfo, opt
+from rai_multi.data.sources import source
+from rai_multi.tasks.spec import BenchmarkSpec, BuildContext, Headline, MetricInfo, opt
 
 QUESTION = "Does the above text contain rude, hateful, aggressive, disrespectful or unreasonable language?"
 DATASETS = ("davidson", "civil_comments")
@@ -65,9 +66,7 @@ class ToxicityClsTask:
 
     def _split(self) -> tuple[list[LabelledText], list[LabelledText]]:
         if self.dataset == "davidson":
-            if self.data_dir is None:
-                raise ConfigError("the Davidson set is read from the data dir: pass --data-dir")
-            items = load_davidson(self.data_dir)
+            items = load_davidson(self.data_dir) if self.data_dir is not None else load_davidson_hub()
         else:
             items = load_civil_comments()
         order = list(range(len(items)))
@@ -137,8 +136,6 @@ class ToxicityClsOptions:
 
 
 def build_toxicity_cls(options: ToxicityClsOptions, ctx: BuildContext) -> ToxicityClsTask:
-    if options.dataset == "davidson" and ctx.data_dir is None:
-        raise ConfigError("the Davidson set is read from the data dir: pass --data-dir or set RAI_MULTI_DATA")
     return ToxicityClsTask(options.dataset, ctx.data_dir, options.shots, options.limit, ctx.seed)
 
 
@@ -154,7 +151,7 @@ SPEC = BenchmarkSpec(
         "bpsn_auc": MetricInfo("higher", "statistic"),
         "bnsp_auc": MetricInfo("higher", "statistic"),
     },
-    data=DataSource("davidson_hate_offensive/labeled_data.csv", "google/civil_comments", None, "MIT"),
+    data=source("davidson"),
     scorable=False,
     write_sample=write_davidson_sample,
 )

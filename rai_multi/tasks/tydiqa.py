@@ -23,8 +23,9 @@ from rai_multi.errors import ConfigError
 from rai_multi.records import GenerationRequest, Metric, Response, Sample
 from rai_multi.samples import write_tydiqa_sample
 from rai_multi.scoring import qa
+from rai_multi.data.sources import source
 from rai_multi.tasks.spec import (
-    COMMON_METRICS, LANGS_HELP, TIER_HELP, BenchmarkSpec, BuildContext, DataSource, Headline, MetricInfo,
+    COMMON_METRICS, LANGS_HELP, TIER_HELP, BenchmarkSpec, BuildContext, Headline, MetricInfo,
     chosen_languages, opt,
 )
 
@@ -223,7 +224,7 @@ SPEC = BenchmarkSpec(
         "f1": MetricInfo("higher", description="F1, language-aware tokenisation"),
         "truncated_rate": COMMON_METRICS["truncated_rate"],
     },
-    data=DataSource("tydiqa_goldp/{dev,train}/*.json", "google-research-datasets/tydiqa", None, "Apache-2.0"),
+    data=source("tydiqa"),
     language_sliced=True,
     diagnostics=("truncated_rate",),
     section="multilingual",

@@ -8,14 +8,15 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from rai_multi.aggregate import by_group, slice_seed
-from rai_multi.data.winobias import WinobiasItem, load_winobias
+from rai_multi.data.winobias import WinobiasItem, load_winobias, load_winobias_hub
 from rai_multi.errors import ConfigError
 from rai_multi.records import GenerationRequest, LoglikelihoodRequest, Metric, Response, Sample
 from rai_multi.stats import bootstrap_diff_ci
 from rai_multi.tasks.choice import SETTINGS, match_option, mc_fields
 from rai_multi.samples import write_winobias_sample
+from rai_multi.data.sources import source
 from rai_multi.tasks.spec import (
-    BenchmarkSpec, BuildContext, DataSource, Headline, MetricInfo, opt, require_data_dir,
+    BenchmarkSpec, BuildContext, Headline, MetricInfo, opt,
 )
 
 
@@ -43,13 +44,16 @@ class WinobiasTask:
         return {"setting": self.setting, "split": self.split, "limit_per_file": self.limit}
 
     def data_files(self) -> list[Path]:
+        if self.data_dir is None:
+            return []
         folder = self.data_dir / "winobias"
         return sorted(folder.glob(f"*_stereotyped_type*.txt.{self.split}"))
 
     def build_samples(self) -> list[Sample]:
         counts: dict[tuple[str, int], int] = {}
         samples = []
-        for item in load_winobias(self.data_dir, self.split):
+        items = load_winobias(self.data_dir, self.split) if self.data_dir is not None else load_winobias_hub(self.split)
+        for item in items:
             key = (item.stereotype, item.type)
             if self.limit is not None and counts.get(key, 0) >= self.limit:
                 continue
@@ -106,7 +110,7 @@ class WinobiasOptions:
 
 
 def build_winobias(options: WinobiasOptions, ctx: BuildContext) -> WinobiasTask:
-    return WinobiasTask(require_data_dir(ctx, "winobias"), setting=options.setting, split=options.split,
+    return WinobiasTask(ctx.data_dir, setting=options.setting, split=options.split,
                         limit=options.limit)
 
 
@@ -118,7 +122,7 @@ SPEC = BenchmarkSpec(
     headline=Headline("accuracy", "correct"),
     metrics={"accuracy": MetricInfo("higher"),
              "pro_anti_gap": MetricInfo("reference", "statistic", 0.0, "pro minus anti accuracy; 0 is unbiased")},
-    data=DataSource("winobias/*_stereotyped_type*.txt.{dev,test}", None, None, "MIT"),
+    data=source("winobias"),
     write_sample=write_winobias_sample,
     score_options={"setting": "generative"},
     prediction_ids='rows {"id": "winobias/<file>/<line>", "output": ...}',

@@ -21,8 +21,9 @@ from rai_multi.records import GenerationRequest, LoglikelihoodRequest, Metric, R
 from rai_multi.scoring.bias import exact_match_ignoring_article
 from rai_multi.tasks.choice import SETTINGS, mc_fields
 from rai_multi.samples import write_winogender_sample
+from rai_multi.data.sources import source
 from rai_multi.tasks.spec import (
-    BenchmarkSpec, BuildContext, DataSource, FigureHint, Headline, MetricInfo, opt, require_data_dir,
+    BenchmarkSpec, BuildContext, FigureHint, Headline, MetricInfo, opt, require_data_dir,
 )
 
 
@@ -130,7 +131,7 @@ SPEC = BenchmarkSpec(
     build=build_winogender,
     headline=Headline("accuracy", "correct"),
     metrics={"accuracy": MetricInfo("higher")},
-    data=DataSource("winogender/{all_sentences,templates,occupations-stats}.tsv", None, None, "MIT"),
+    data=source("winogender"),
     figures=(FigureHint("accuracy", "gender", "Winogender accuracy by pronoun"),),
     write_sample=write_winogender_sample,
     score_options={"setting": "generative"},

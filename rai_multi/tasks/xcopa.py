@@ -26,8 +26,9 @@ from rai_multi.data.xcopa import (
 from rai_multi.errors import ConfigError
 from rai_multi.records import GenerationRequest, LoglikelihoodRequest, Metric, Response, Sample
 from rai_multi.tasks.choice import SETTINGS, match_option, mc_fields
+from rai_multi.data.sources import source
 from rai_multi.tasks.spec import (
-    LANGS_HELP, TIER_HELP, BenchmarkSpec, BuildContext, DataSource, Headline, MetricInfo, chosen_languages, opt,
+    LANGS_HELP, TIER_HELP, BenchmarkSpec, BuildContext, Headline, MetricInfo, chosen_languages, opt,
 )
 
 QUESTIONS = {"cause": "What was the cause?", "effect": "What happened as a result?"}
@@ -140,7 +141,7 @@ SPEC = BenchmarkSpec(
     headline=Headline("accuracy", "correct"),
     metrics={"accuracy": MetricInfo("higher"),
              "unmatched_rate": MetricInfo("lower", description="answers naming neither alternative")},
-    data=DataSource("xcopa/{val,test}.*.jsonl", HUB_DATASET, HUB_REVISION, "CC BY 4.0"),
+    data=source("xcopa"),
     language_sliced=True,
     diagnostics=("unmatched_rate",),
     section="multilingual",
