@@ -57,9 +57,12 @@ def default_name(model: str) -> str:
 
 def load_adapter(model: str, batch_size: str | int | None, dtype: str = "auto",
                  chat_template: bool = False) -> ModelAdapter:
+    from rai_multi.demo_models import resolve_demo_model
     from rai_multi.models.loading import load_model
 
-    return load_model(model, batch_size=parse_batch_size(batch_size), dtype=dtype, chat_template=chat_template)
+    demo = model[len("demo:"):] if model.startswith("demo:") else None  # demo:<name>, as in audit suites
+    return load_model(resolve_demo_model(model), batch_size=parse_batch_size(batch_size), dtype=dtype,
+                      chat_template=chat_template, name=demo)
 
 
 def prompt_budget(adapter: ModelAdapter, max_new_tokens: int) -> int | None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rai_multi.errors import DataError
+from rai_multi.inputs import reading
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ def load_crows_pairs(data_dir: Path) -> list[CrowsPair]:
     if not path.is_file():
         raise DataError(f"CrowS-Pairs file not found: {path}")
     pairs = []
-    with open(path, encoding="utf-8", newline="") as fh:
+    with reading(path), open(path, encoding="utf-8", newline="") as fh:
         reader = csv.DictReader(fh)
         for row in reader:
             where = f"{path}:{reader.line_num}"

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rai_multi.errors import DataError
+from rai_multi.inputs import reading
 
 IDENTITY_COLUMNS = ("male", "female", "transgender", "homosexual_gay_or_lesbian", "christian", "jewish", "muslim",
                     "black", "white", "psychiatric_or_mental_illness")
@@ -27,7 +28,7 @@ def load_davidson(data_dir: Path) -> list[LabelledText]:
     if not path.is_file():
         raise DataError(f"Davidson file not found: {path}")
     items = []
-    with open(path, encoding="utf-8", newline="") as fh:
+    with reading(path), open(path, encoding="utf-8", newline="") as fh:
         reader = csv.DictReader(fh)
         for row in reader:
             try:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rai_multi.errors import DataError
+from rai_multi.inputs import read_text
 
 PRONOUNS = {"he", "she", "him", "her", "his", "hers", "himself", "herself", "they", "them", "their", "themselves"}
 FILE_RE = re.compile(r"^(pro|anti)_stereotyped_type([12])\.txt\.(dev|test)$")
@@ -35,7 +36,7 @@ def read_occupations(folder: Path) -> list[str]:
         path = folder / name
         if not path.is_file():
             raise DataError(f"WinoBias occupation list not found: {path}")
-        names += [line.strip().lower() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        names += [line.strip().lower() for line in read_text(path).splitlines() if line.strip()]
     return sorted(set(names), key=len, reverse=True)
 
 
@@ -72,7 +73,7 @@ def load_winobias(data_dir: Path, split: str | None = None) -> list[WinobiasItem
     items = []
     for path in files:
         stereotype, kind, file_split = FILE_RE.match(path.name).groups()  # type: ignore[union-attr]
-        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        for lineno, line in enumerate(read_text(path).splitlines(), start=1):
             if not line.strip():
                 continue
             sentence, pronoun, referent, other = parse_line(line, f"{path}:{lineno}", occupations)
