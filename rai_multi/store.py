@@ -14,7 +14,6 @@ import ctypes
 import ctypes.util
 import hashlib
 import json
-import math
 import os
 import platform
 import re
@@ -241,8 +240,6 @@ def check_metrics_document(doc: Any, path: Path) -> None:
         value = m.get("value")
         if value is not None and not _is_number(value):
             raise RaiMultiError(f"{where}: 'value' must be a number or null, got {json.dumps(value)[:40]}")
-        if _is_number(value) and math.isinf(value):
-            raise RaiMultiError(f"{where}: 'value' is infinite")
         n = m.get("n")
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise RaiMultiError(f"{where}: 'n' must be a whole number >= 0")
