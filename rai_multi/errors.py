@@ -24,3 +24,7 @@ class ConfigError(RaiMultiError):
 
 class ModelLoadError(RaiMultiError):
     """A model, tokenizer or scorer cannot be loaded (names the path or id and how to fix)."""
+
+
+class OutputError(RaiMultiError):
+    """An output file or folder cannot be written (names the path and the OS's reason)."""

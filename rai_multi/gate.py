@@ -18,6 +18,7 @@ ConfigError) when the policy or the runs cannot be used.
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 import xml.etree.ElementTree as ET
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from rai_multi.errors import ConfigError
+from rai_multi.inputs import read_text
 from rai_multi.results.compare import paired_delta
 from rai_multi.results.runs import Run, comparability_issues, group_runs, headline_of, load_runs
 from rai_multi.tasks.spec import MetricInfo
@@ -104,10 +106,7 @@ class GateResult:
 def parse_policy(path: Path) -> list[Rule]:
     """Read and validate a policy; errors name the file and the line of the rule at fault."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read policy {path}: {exc.strerror}") from None
+    text = read_text(path, error=ConfigError, what="policy")
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -152,6 +151,8 @@ def parse_policy(path: Path) -> list[Rule]:
         threshold = raw[kinds[0]]
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
             raise ConfigError(f"{at(kinds[0])}: '{kinds[0]}' must be a number")
+        if not math.isfinite(threshold):  # nan compares false with everything: a rule that can never fail
+            raise ConfigError(f"{at(kinds[0])}: '{kinds[0]}' must be a finite number, got {threshold}")
         if kinds[0] in ("max_regression", "non_inferiority_margin") and threshold < 0:
             raise ConfigError(f"{at(kinds[0])}: '{kinds[0]}' must be >= 0")
         severity = raw.get("severity", "error")

@@ -22,6 +22,7 @@ from typing import Any, Sequence
 
 from tqdm.auto import tqdm
 
+from rai_multi import progress
 from rai_multi.cache import GenerationCache, NullCache, cache_key
 from rai_multi.errors import RaiMultiError
 from rai_multi.languages import tier_of
@@ -176,7 +177,8 @@ def generate_responses(
     With several shards this process only fills its own stride of the missing requests
     and returns what it produced; rank 0 then re-reads everything from the cache."""
     use_cache = options.use_cache and model.cacheable
-    cache = GenerationCache(cache_dir(options.out_dir) / "generations.sqlite") if use_cache else NullCache()
+    cache_path = cache_dir(options.out_dir) / "generations.sqlite"
+    cache = GenerationCache(cache_path) if use_cache else NullCache()
     try:
         keys = _cache_keys(task, model, samples)
         cached = cache.get_many(set(keys.values()))
@@ -186,6 +188,7 @@ def generate_responses(
         # peer has committed would otherwise re-stride the remainder and leave some
         # samples to nobody (rank 0 then waits for them forever).
         pending = [s for s in samples[shard.rank :: shard.world_size] if s.id not in responses]
+        progress.note_answers(task.name, len(responses), len(samples), cache_path if use_cache else None)
         # Length-sorted (longest first) so each batch pads little and OOM shows up early.
         pending.sort(key=_request_length, reverse=True)
         chunk = options.chunk_size or (max(1, options.batch_size * 4) if options.batch_size else AUTO_CHUNK)
@@ -199,14 +202,17 @@ def generate_responses(
             disable=not options.progress or not pending,
             leave=False,
         )
-        for group in by_kind.values():
-            for start in range(0, len(group), chunk):
-                part = group[start : start + chunk]
-                answers = _query_model(model, part)
-                cache.put_many({keys[s.id]: a for s, a in zip(part, answers)})
-                responses.update({s.id: a for s, a in zip(part, answers)})
-                bar.update(len(part))
-        bar.close()
+        try:
+            for group in by_kind.values():
+                for start in range(0, len(group), chunk):
+                    part = group[start : start + chunk]
+                    answers = _query_model(model, part)
+                    cache.put_many({keys[s.id]: a for s, a in zip(part, answers)})
+                    responses.update({s.id: a for s, a in zip(part, answers)})
+                    progress.note_answers(task.name, len(responses), len(samples), cache_path if use_cache else None)
+                    bar.update(len(part))
+        finally:
+            bar.close()  # clears the bar's line, so an error or interrupt message starts a clean line
         return Answers(responses, from_cache=len(samples) - len(pending) if shard.world_size == 1 else -1,
                        generated=len(pending))
     finally:
@@ -300,22 +306,27 @@ def evaluate(task: Task, model: ModelAdapter, options: RunOptions, shard: Shard 
     run_dir = RunDir(run_dir_for(task, options, manifest["config_hash"]))
     if shard.rank == 0:
         run_dir.start(manifest)
-    answers = generate_responses(task, model, samples, options, shard)
-    responses = answers.responses
-    if shard.world_size > 1:
-        if shard.rank != 0:
-            return run_dir.path
-        responses = _wait_for_shards(task, model, samples, options)
-    ordered = [responses[s.id] for s in samples]
-    scored = task.score(samples, ordered)
-    rows = [{**base_row(s, r), **extra} for s, r, extra in zip(samples, ordered, scored)]
-    metrics = task.metrics(rows, options.seed)
-    manifest["shards"] = shard.world_size
-    manifest["answers"] = {"from_cache": answers.from_cache, "generated": answers.generated}
-    spec = spec_for(task.name)
-    if spec is None:
-        raise RaiMultiError(f"task {task.name!r} has no entry in rai_multi/tasks/table.py: its metrics are undescribed")
-    run_dir.finish(manifest, rows, metrics_document(task.name, task.version, task.setting, options.name, metrics,
-                                                    spec, scorer=manifest["config"].get("scorer"),
-                                                    config_hash=manifest["config_hash"]))
+    try:
+        answers = generate_responses(task, model, samples, options, shard)
+        responses = answers.responses
+        if shard.world_size > 1:
+            if shard.rank != 0:
+                return run_dir.path
+            responses = _wait_for_shards(task, model, samples, options)
+        ordered = [responses[s.id] for s in samples]
+        scored = task.score(samples, ordered)
+        rows = [{**base_row(s, r), **extra} for s, r, extra in zip(samples, ordered, scored)]
+        metrics = task.metrics(rows, options.seed)
+        manifest["shards"] = shard.world_size
+        manifest["answers"] = {"from_cache": answers.from_cache, "generated": answers.generated}
+        spec = spec_for(task.name)
+        if spec is None:
+            raise RaiMultiError(f"task {task.name!r} has no entry in rai_multi/tasks/table.py: its metrics are undescribed")
+        run_dir.finish(manifest, rows, metrics_document(task.name, task.version, task.setting, options.name, metrics,
+                                                        spec, scorer=manifest["config"].get("scorer"),
+                                                        config_hash=manifest["config_hash"]))
+    except BaseException:
+        run_dir.abandon()  # an earlier finished run at this path is left as it was
+        raise
+    progress.note_finished_run()
     return run_dir.path

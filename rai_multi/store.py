@@ -1,26 +1,32 @@
 """Run directories: manifest.json, samples.jsonl, metrics.json.
 
-Every file is written atomically (temp file + rename), and the manifest's ``status`` is
-``running`` until samples and metrics are in place, then ``complete``: a killed run never
-leaves a directory that looks finished. Readers (report, gate) refuse incomplete runs.
+Every file is written atomically (temp file + rename). A run is built in a hidden staging
+folder beside its run directory (``.<name>.staging-<pid>``) and swapped in only when its
+samples, metrics and ``complete`` manifest are all there: a killed or failed re-run never
+removes or half-overwrites a finished run, and a killed run never leaves a directory that
+looks finished. Readers (report, gate) skip hidden folders and refuse incomplete runs, and
+a metrics.json or samples.jsonl that is not what rai-multi writes is an error naming it.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 import json
 import os
 import platform
 import re
 import subprocess
-import tempfile
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from rai_multi import __version__
-from rai_multi.errors import RaiMultiError
+from rai_multi.errors import OutputError, RaiMultiError
+from rai_multi.inputs import reading
+from rai_multi.outputs import atomic_write_bytes, make_dirs, pid_alive, remove_stale_temp_files, remove_tree
 from rai_multi.paths import REPO_ROOT
 from rai_multi.records import Metric
 
@@ -36,19 +42,9 @@ _TRACKED_PACKAGES = (
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write ``text`` to ``path`` so that readers see the old file or the new, never half
+    (outputs.atomic_write_bytes: umask-honouring mode, OutputError on a bad path)."""
+    atomic_write_bytes(Path(path), text.encode("utf-8"))
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -116,6 +112,7 @@ class RunDir:
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self._staging: Path | None = None
 
     @property
     def manifest_path(self) -> Path:
@@ -130,27 +127,51 @@ class RunDir:
         return self.path / METRICS
 
     def start(self, manifest: dict[str, Any]) -> None:
-        """Mark the run as in progress; stale results of an earlier run are removed first."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        for stale in (self.metrics_path, self.samples_path):
-            if stale.exists():
-                stale.unlink()
-        atomic_write_json(self.manifest_path, {**manifest, "status": "running"})
+        """Open a staging folder for this run beside the run directory (which, if it holds
+        an earlier run, stays untouched until :meth:`finish`); leftovers of killed runs go."""
+        parent = make_dirs(self.path.parent)
+        if self.path.exists() and not self.path.is_dir():
+            raise OutputError(f"cannot use {self.path} as a run directory: it is a file")
+        clean_stale(self.path)
+        staging = parent / f".{self.path.name}.staging-{os.getpid()}"
+        remove_tree(staging)
+        make_dirs(staging)
+        atomic_write_json(staging / MANIFEST, {**manifest, "status": "running"})
+        self._staging = staging
 
     def finish(self, manifest: dict[str, Any], rows: Sequence[dict[str, Any]], metrics: dict[str, Any]) -> None:
-        atomic_write_jsonl(self.samples_path, rows)
-        atomic_write_json(self.metrics_path, metrics)
-        atomic_write_json(self.manifest_path, {**manifest, "status": "complete", "finished": now_iso()})
+        """Write samples, metrics and the ``complete`` manifest, then swap the run in."""
+        if self._staging is None:
+            self.start(manifest)
+        staging = self._staging
+        assert staging is not None
+        try:
+            atomic_write_jsonl(staging / SAMPLES, rows)
+            atomic_write_json(staging / METRICS, metrics)
+            atomic_write_json(staging / MANIFEST, {**manifest, "status": "complete", "finished": now_iso()})
+            swap_in(staging, self.path)
+        except BaseException:
+            remove_tree(staging)
+            raise
+        finally:
+            self._staging = None
+
+    def abandon(self) -> None:
+        """Drop the staging folder of a run that failed or was interrupted (answers already
+        produced stay in the generation cache; an earlier finished run stays in place)."""
+        if self._staging is not None:
+            remove_tree(self._staging)
+            self._staging = None
 
     # --- reading -----------------------------------------------------------------------
 
     def read_manifest(self) -> dict[str, Any]:
         if not self.manifest_path.is_file():
             raise RaiMultiError(f"not a run directory (no {MANIFEST}): {self.path}")
-        try:
-            return json.loads(self.manifest_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise RaiMultiError(f"corrupt {self.manifest_path}: {exc}") from None
+        doc = _read_json(self.manifest_path)
+        if not isinstance(doc, dict):
+            raise RaiMultiError(f"corrupt {self.manifest_path}: expected a JSON object")
+        return doc
 
     def is_complete(self) -> bool:
         try:
@@ -167,12 +188,121 @@ class RunDir:
 
     def read_metrics(self) -> dict[str, Any]:
         self.require_complete()
-        return json.loads(self.metrics_path.read_text(encoding="utf-8"))
+        doc = _read_json(self.metrics_path)
+        check_metrics_document(doc, self.metrics_path)
+        return doc
 
     def read_samples(self) -> list[dict[str, Any]]:
         self.require_complete()
-        with open(self.samples_path, encoding="utf-8") as fh:
-            return [json.loads(line) for line in fh if line.strip()]
+        rows = []
+        with reading(self.samples_path, RaiMultiError), open(self.samples_path, encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise RaiMultiError(f"corrupt {self.samples_path}:{lineno}: not valid JSON ({exc.msg})") from None
+                if not isinstance(row, dict) or not isinstance(row.get("id"), str):
+                    raise RaiMultiError(f"corrupt {self.samples_path}:{lineno}: each row must be an object with an 'id'")
+                rows.append(row)
+        return rows
+
+
+def _read_json(path: Path) -> Any:
+    with reading(path, RaiMultiError):
+        text = path.read_text(encoding="utf-8")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RaiMultiError(f"corrupt {path}:{exc.lineno}: not valid JSON ({exc.msg}); re-run to rewrite it") from None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_metrics_document(doc: Any, path: Path) -> None:
+    """Refuse a metrics.json that is not what :func:`metrics_document` writes: a gate must
+    never read ``true`` as 1.0, a string as a number, or let the first of two entries for
+    the same metric and slice decide. ``value`` may be null or NaN (an undefined metric)."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("metrics"), list):
+        raise RaiMultiError(f"corrupt {path}: expected an object with a 'metrics' list")
+    for key in ("task", "model"):
+        if not isinstance(doc.get(key), str):
+            raise RaiMultiError(f"corrupt {path}: '{key}' must be a string")
+    seen: set[tuple[str, str]] = set()
+    for i, m in enumerate(doc["metrics"]):
+        where = f"corrupt {path}: metrics[{i}]"
+        if not isinstance(m, dict) or not isinstance(m.get("name"), str) or not isinstance(m.get("slice"), str):
+            raise RaiMultiError(f"{where}: needs a 'name' and a 'slice' (strings)")
+        where += f" ({m['name']} [{m['slice']}])"
+        value = m.get("value")
+        if value is not None and not _is_number(value):
+            raise RaiMultiError(f"{where}: 'value' must be a number or null, got {json.dumps(value)[:40]}")
+        n = m.get("n")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise RaiMultiError(f"{where}: 'n' must be a whole number >= 0")
+        ci = m.get("ci")
+        if ci is not None and (not isinstance(ci, list) or len(ci) != 2 or not all(_is_number(c) for c in ci)):
+            raise RaiMultiError(f"{where}: 'ci' must be null or two numbers")
+        key = (m["name"], m["slice"])
+        if key in seen:
+            raise RaiMultiError(f"{where}: duplicated entry for the same metric and slice")
+        seen.add(key)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    libc_name = ctypes.util.find_library("c")
+    if not libc_name:
+        return False
+    try:
+        libc = ctypes.CDLL(libc_name, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    ok = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+    return ok
+
+
+def swap_in(staging: Path, target: Path) -> None:
+    """Put the finished run at ``target``; at every instant the path holds a complete run
+    (the old or the new) where the OS can exchange two names atomically. Elsewhere the old
+    run is renamed aside first and a crash between the two renames is undone by
+    :func:`clean_stale` on the next start."""
+    if not target.exists():
+        os.rename(staging, target)
+        return
+    if _exchange(staging, target):
+        remove_tree(staging)  # now holds the old run
+        return
+    aside = target.parent / f".{target.name}.old-{os.getpid()}"
+    remove_tree(aside)
+    os.rename(target, aside)
+    os.rename(staging, target)
+    remove_tree(aside)
+
+
+_LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<kind>staging|old)-(?P<pid>\d+)$")
+
+
+def clean_stale(target: Path) -> None:
+    """Remove what killed runs of ``target`` left: staging folders and temp files of dead
+    processes; an old run renamed aside by a swap that was cut short is put back."""
+    parent = target.parent
+    remove_stale_temp_files(parent)
+    if target.is_dir():
+        remove_stale_temp_files(target)
+    for entry in sorted(parent.iterdir()) if parent.is_dir() else []:
+        match = _LEFTOVER.match(entry.name)
+        if not match or match.group("name") != target.name or pid_alive(int(match.group("pid"))):
+            continue
+        if match.group("kind") == "old" and not target.exists():
+            os.rename(entry, target)
+        else:
+            remove_tree(entry)
 
 
 def metrics_document(
@@ -214,7 +344,9 @@ def find_run_dirs(paths: Sequence[Path]) -> list[Path]:
         if (path / MANIFEST).is_file():
             found.append(path)
             continue
-        nested = sorted(p.parent for p in path.rglob(MANIFEST) if ".cache" not in p.parts)
+        # hidden folders (.cache, staging folders of runs in progress) hold no finished run
+        nested = sorted(p.parent for p in path.rglob(MANIFEST)
+                        if not any(part.startswith(".") for part in p.relative_to(path).parts))
         if not nested:
             raise RaiMultiError(f"no run directories (no {MANIFEST}) under {path}")
         found.extend(nested)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rai_multi.errors import ConfigError
+from rai_multi.inputs import read_text
 from rai_multi.tasks.spec import BenchmarkSpec
 from rai_multi.tasks.table import resolve_task_table, suite_types
 
@@ -22,6 +23,12 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 MODEL_KEYS = {"name", "source", "batch_size", "dtype", "chat_template", "description"}
+# rai_multi.models.loading.DTYPES, repeated so that reading a suite does not import torch
+# (tests/test_bad_input.py checks the two agree).
+DTYPES = ("auto", "fp32", "bf16", "int8")
+# Task options that are counts, by the smallest value that makes sense (shots may be 0).
+COUNT_OPTIONS = {"limit": 1, "samples": 1, "shots": 0, "max_new_tokens": 1, "prompts": 1,
+                 "descriptors_per_axis": 1, "templates_per_descriptor": 1}
 TOP_KEYS = {"title", "notes", "seed", "baseline", "policy", "out", "report", "scorer", "model", "task"}
 
 
@@ -81,6 +88,13 @@ def _typed(raw: dict[str, Any], key: str, kind: type | tuple[type, ...], where: 
     return value
 
 
+def _nonempty_str(raw: dict[str, Any], key: str, where: str) -> str:
+    value = raw.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where}: '{key}' (a non-empty string) is required")
+    return value
+
+
 def _batch_size(raw: dict[str, Any], where: str) -> int | None:
     """A model's ``batch_size``: a positive int, or "auto" (the default) for None."""
     value = raw.get("batch_size", "auto")
@@ -94,21 +108,25 @@ def _batch_size(raw: dict[str, Any], where: str) -> int | None:
 def load_suite(path: Path) -> Suite:
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read suite {path}: {exc.strerror}") from None
+        raw = tomllib.loads(read_text(path, error=ConfigError, what="suite"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     _check_keys(raw, TOP_KEYS, str(path))
+    for key in ("model", "task"):
+        if not isinstance(raw.get(key, []), list):
+            raise ConfigError(f"{path}: '{key}' must be [[{key}]] tables (an array of tables)")
     models = []
     for i, m in enumerate(raw.get("model", [])):
         where = f"{path}: [[model]] {i + 1}"
+        if not isinstance(m, dict):
+            raise ConfigError(f"{where}: must be a table")
         _check_keys(m, MODEL_KEYS, where)
-        if not isinstance(m.get("name"), str) or not isinstance(m.get("source"), str):
-            raise ConfigError(f"{where}: 'name' and 'source' (strings) are required")
-        models.append(ModelSpec(m["name"], m["source"], _batch_size(m, where),
-                                _typed(m, "dtype", str, where, "auto"), _typed(m, "chat_template", bool, where, False),
-                                _typed(m, "description", str, where, "")))
+        name, source = _nonempty_str(m, "name", where), _nonempty_str(m, "source", where)
+        dtype = _typed(m, "dtype", str, where, "auto")
+        if dtype not in DTYPES:
+            raise ConfigError(f"{where}: 'dtype' must be one of {', '.join(DTYPES)}; got {dtype!r}")
+        models.append(ModelSpec(name, source, _batch_size(m, where), dtype,
+                                _typed(m, "chat_template", bool, where, False), _typed(m, "description", str, where, "")))
     if len(models) < 2:
         raise ConfigError(f"{path}: an audit needs at least two [[model]] tables (a baseline and a candidate)")
     if len({m.name for m in models}) != len(models):
@@ -116,6 +134,8 @@ def load_suite(path: Path) -> Suite:
     tasks = []
     for i, t in enumerate(raw.get("task", [])):
         where = f"{path}: [[task]] {i + 1}"
+        if not isinstance(t, dict):
+            raise ConfigError(f"{where}: must be a table")
         kind = t.get("type")
         if not isinstance(kind, str) or kind not in suite_types():
             raise ConfigError(f"{where}: 'type' must be one of {', '.join(suite_types())}; got {kind!r}")
@@ -132,13 +152,21 @@ def load_suite(path: Path) -> Suite:
         scorer = {"name": scorer}
     _check_keys(scorer, {"name", "checkpoint", "config", "label"}, f"{path}: scorer")
     notes = _typed(raw, "notes", list, str(path), [])
+    if not all(isinstance(n, str) for n in notes):
+        raise ConfigError(f"{path}: 'notes' must be a list of strings")
+    seed = _typed(raw, "seed", int, str(path), 1234)
+    if not 0 <= seed < 2**32:
+        raise ConfigError(f"{path}: 'seed' must be a whole number from 0 to 2**32 - 1, got {seed}")
+    for key in ("out", "report", "policy", "title"):
+        if key in raw and (not isinstance(raw[key], str) or not raw[key].strip()):
+            raise ConfigError(f"{path}: '{key}' must be a non-empty string")
     return Suite(
         path=path,
         title=_typed(raw, "title", str, str(path), f"rai-multi audit: {path.stem}"),
         models=models,
         baseline=baseline,
         tasks=tasks,
-        seed=_typed(raw, "seed", int, str(path), 1234),
+        seed=seed,
         policy=(path.parent / policy) if policy else None,
         out=Path(_typed(raw, "out", str, str(path), "runs")),
         report=Path(_typed(raw, "report", str, str(path), "reports/audit.html")),

@@ -39,12 +39,13 @@ def default_name(model: str) -> str:
 def load_adapter(model: str, batch_size: str | int | None, dtype: str = "auto",
                  chat_template: bool = False) -> ModelAdapter:
     """The model behind ``model`` (``demo:<name>`` resolves to the demo model's file, as in
-    suites), with the batch size checked before anything loads."""
+    suites, and names the run after the demo), with the batch size checked before anything loads."""
     from rai_multi.demo_models import resolve_demo_model
     from rai_multi.models.loading import load_model
 
     size = parse_batch_size(batch_size)
-    return load_model(resolve_demo_model(model), batch_size=size, dtype=dtype, chat_template=chat_template)
+    demo = model[len("demo:"):] if model.startswith("demo:") else None  # demo:<name>, as in audit suites
+    return load_model(resolve_demo_model(model), batch_size=size, dtype=dtype, chat_template=chat_template, name=demo)
 
 
 def check_data_files(task: Task) -> None:

@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import sys
 
-import typer
+from rai_multi import progress
 
-from rai_multi.cli import audit, finetune, gate, langs, report, tasks
-from rai_multi.errors import RaiMultiError
+try:  # Ctrl-C while the command modules import (typer, and through them numpy) is one line too
+    import typer
+
+    from rai_multi.cli import audit, finetune, gate, langs, report, tasks
+    from rai_multi.errors import RaiMultiError
+except KeyboardInterrupt:
+    print(progress.interrupted_message(), file=sys.stderr)
+    sys.exit(130)
 
 app = typer.Typer(
     name="rai-multi",
@@ -36,12 +42,14 @@ for _module in COMMAND_MODULES:
 
 def main() -> None:
     try:
+        progress.reset()
+        progress.install_sigint_handler()
         app()
     except RaiMultiError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        typer.echo("interrupted: finished samples are cached; run the same command again to resume", err=True)
+    except (progress.Interrupted, KeyboardInterrupt):
+        typer.echo(progress.interrupted_message(), err=True)
         sys.exit(130)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from rai_multi.data.hub import load_hub_split
 from rai_multi.errors import DataError
+from rai_multi.inputs import read_text, reading
 
 ANSWER_KEYS = ("ans0", "ans1", "ans2")
 # The hub copy of the upstream jsonl that lm-evaluation-harness reads; one config per
@@ -48,7 +49,26 @@ class BbqItem:
         return "name" if self.question_index.isdigit() and int(self.question_index) > 25 else "label"
 
 
+TEXT_FIELDS = ("context", "question", *ANSWER_KEYS, "category", "context_condition", "question_polarity")
+
+
+def _check_types(row: Any, where: str) -> None:
+    """Text fields must be strings and the label a whole number: a number or null in
+    ``context`` would otherwise become the literal text "12345" or "None" in a prompt."""
+    if not isinstance(row, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    for key in TEXT_FIELDS:
+        if key in row and not isinstance(row[key], str):
+            raise DataError(f"{where}: field '{key}' must be a string, got {json.dumps(row[key])[:40]}")
+    label = row.get("label")
+    if "label" in row and (isinstance(label, bool) or not isinstance(label, int)):
+        raise DataError(f"{where}: field 'label' must be 0, 1 or 2, got {json.dumps(label)[:40]}")
+    if "example_id" in row and (isinstance(row["example_id"], bool) or not isinstance(row["example_id"], (int, str))):
+        raise DataError(f"{where}: field 'example_id' must be a number or a string")
+
+
 def _item(row: Any, where: str, prefix: str) -> BbqItem:
+    _check_types(row, where)
     try:
         info = row["answer_info"]
         answer_info = tuple((str(info[k][0]), str(info[k][1])) for k in ANSWER_KEYS)
@@ -81,7 +101,7 @@ def _item(row: Any, where: str, prefix: str) -> BbqItem:
 
 def read_bbq_jsonl(path: Path) -> list[BbqItem]:
     items = []
-    with open(path, encoding="utf-8") as fh:
+    with reading(path), open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
@@ -95,7 +115,7 @@ def read_bbq_jsonl(path: Path) -> list[BbqItem]:
 
 def read_bbq_lite_json(path: Path) -> list[BbqItem]:
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(read_text(path))
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("examples"), list):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rai_multi.data.hub import class_label_name, load_hub_split
 from rai_multi.errors import DataError
+from rai_multi.inputs import reading
 
 # The authors' dataset on the hub (test split, 1,508 rows, ``id`` = the csv's index column).
 # Its loading script no longer runs under datasets >= 4; the hub's parquet conversion
@@ -36,7 +37,7 @@ def load_crows_pairs(data_dir: Path) -> list[CrowsPair]:
     if not path.is_file():
         raise DataError(f"CrowS-Pairs file not found: {path}")
     pairs = []
-    with open(path, encoding="utf-8", newline="") as fh:
+    with reading(path), open(path, encoding="utf-8", newline="") as fh:
         reader = csv.DictReader(fh)
         for row in reader:
             where = f"{path}:{reader.line_num}"

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from rai_multi.errors import DataError
+from rai_multi.inputs import read_text
 
 NEUTRAL = "neutral"
 
@@ -27,7 +28,7 @@ def _read(path: Path) -> Any:
     if not path.is_file():
         raise DataError(f"HolisticBias file not found: {path}")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(read_text(path))
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
 

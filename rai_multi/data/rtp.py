@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rai_multi.errors import DataError
+from rai_multi.inputs import reading
 
 HUB_DATASET = "allenai/real-toxicity-prompts"
 HUB_REVISION = "main"  # no commit sha could be looked up offline: pin it once it can be
@@ -33,7 +34,7 @@ def read_rtp_jsonl(path: Path) -> list[RtpPrompt]:
     if not path.is_file():
         raise DataError(f"RealToxicityPrompts file not found: {path}")
     prompts = []
-    with open(path, encoding="utf-8") as fh:
+    with reading(path), open(path, encoding="utf-8") as fh:
         for index, line in enumerate(fh):
             if not line.strip():
                 continue

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rai_multi.data.hub import load_hub_split
 from rai_multi.errors import DataError
+from rai_multi.inputs import reading
 
 # The authors' data on the hub, converted to parquet on main ("Convert dataset to Parquet
 # (#2)", commit adc5fb7: only the short id could be found offline; pin the full sha).
@@ -34,7 +35,7 @@ def load_davidson(data_dir: Path) -> list[LabelledText]:
     if not path.is_file():
         raise DataError(f"Davidson file not found: {path}")
     items = []
-    with open(path, encoding="utf-8", newline="") as fh:
+    with reading(path), open(path, encoding="utf-8", newline="") as fh:
         reader = csv.DictReader(fh)
         for row in reader:
             try:

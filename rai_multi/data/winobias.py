@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rai_multi.data.hub import load_hub_split
 from rai_multi.errors import DataError
+from rai_multi.inputs import read_text
 
 # The hub's CoNLL-format copy (one config per type x stereotype, splits validation/test),
 # converted to parquet on main ("Convert dataset to Parquet (#4)", commit 3f31267: only the
@@ -46,7 +47,7 @@ def read_occupations(folder: Path) -> list[str]:
         path = folder / name
         if not path.is_file():
             raise DataError(f"WinoBias occupation list not found: {path}")
-        names += [line.strip().lower() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        names += [line.strip().lower() for line in read_text(path).splitlines() if line.strip()]
     return sorted(set(names), key=len, reverse=True)
 
 
@@ -143,7 +144,7 @@ def load_winobias(data_dir: Path, split: str | None = None) -> list[WinobiasItem
     items = []
     for path in files:
         stereotype, kind, file_split = FILE_RE.match(path.name).groups()  # type: ignore[union-attr]
-        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        for lineno, line in enumerate(read_text(path).splitlines(), start=1):
             if not line.strip():
                 continue
             sentence, pronoun, referent, other = parse_line(line, f"{path}:{lineno}", occupations)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rai_multi.errors import DataError
+from rai_multi.inputs import read_text, reading
 
 PRONOUNS = {
     "male": {"$NOM_PRONOUN": "he", "$POSS_PRONOUN": "his", "$ACC_PRONOUN": "him"},
@@ -48,20 +49,30 @@ class WinogenderItem:
 def _read_tsv(path: Path) -> list[dict[str, str]]:
     if not path.is_file():
         raise DataError(f"Winogender file not found: {path}")
-    with open(path, encoding="utf-8", newline="") as fh:
+    with reading(path), open(path, encoding="utf-8", newline="") as fh:
         return list(csv.DictReader(fh, delimiter="\t"))
 
 
 def load_winogender(data_dir: Path) -> list[WinogenderItem]:
     folder = data_dir / "winogender"
-    stats = {r["occupation"]: float(r["bls_pct_female"]) for r in _read_tsv(folder / "occupations-stats.tsv")}
+    stats: dict[str, float] = {}
+    for lineno, r in enumerate(_read_tsv(folder / "occupations-stats.tsv"), start=2):
+        try:
+            stats[str(r["occupation"])] = float(r["bls_pct_female"])
+        except (KeyError, TypeError, ValueError):
+            raise DataError(f"{folder / 'occupations-stats.tsv'}:{lineno}: needs an 'occupation' and a numeric "
+                            f"'bls_pct_female' column") from None
     templates: dict[str, str] = {}
-    for r in _read_tsv(folder / "templates.tsv"):
+    for lineno, r in enumerate(_read_tsv(folder / "templates.tsv"), start=2):
         # one template per (occupation, answer); "someone" sentences share it
+        if not all(isinstance(r.get(k), str) for k in ("occupation(0)", "answer", "sentence")):
+            raise DataError(f"{folder / 'templates.tsv'}:{lineno}: needs 'occupation(0)', 'answer' and 'sentence' columns")
         templates[f"{r['occupation(0)']}.{r['answer']}"] = r["sentence"]
     items = []
     for lineno, row in enumerate(_read_tsv(folder / "all_sentences.tsv"), start=2):
         sentid = row.get("sentid") or ""
+        if not isinstance(row.get("sentence"), str):
+            raise DataError(f"{folder / 'all_sentences.tsv'}:{lineno}: needs 'sentid' and 'sentence' columns")
         parts = sentid.split(".")
         if len(parts) != 5 or parts[4] != "txt" or parts[2] not in ("0", "1") or parts[3] not in PRONOUNS:
             raise DataError(f"{folder / 'all_sentences.tsv'}:{lineno}: malformed sentid {sentid!r}")

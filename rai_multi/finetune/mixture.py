@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rai_multi.errors import ConfigError, DataError
+from rai_multi.inputs import read_text, reading
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -109,9 +110,7 @@ def load_mixture(path: Path, data_dir: Path) -> MixtureConfig:
     any model is loaded."""
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read mixture config {path}: {exc.strerror}") from None
+        raw = tomllib.loads(read_text(path, error=ConfigError, what="mixture config"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     unknown = set(raw) - TOP_KEYS
@@ -208,13 +207,13 @@ def read_source(source: SourceConfig) -> list[dict[str, str]]:
 def _read_rows(source: SourceConfig) -> list[dict[str, str]]:
     rows: list[dict[str, str]] = []
     if source.format == "flan_cot_tsv":
-        with open(source.path, encoding="utf-8", newline="") as fh:
+        with reading(source.path), open(source.path, encoding="utf-8", newline="") as fh:
             for lineno, parts in enumerate(csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE), start=1):
                 if len(parts) != 3:
                     raise DataError(f"{source.path}:{lineno}: expected question, answer, rationale (3 fields)")
                 rows.append({"question": _unescape(parts[0]), "answer": parts[1].strip(), "rationale": _unescape(parts[2])})
     elif source.format == "gsm8k_jsonl":
-        with open(source.path, encoding="utf-8") as fh:
+        with reading(source.path), open(source.path, encoding="utf-8") as fh:
             for lineno, line in enumerate(fh, start=1):
                 if not line.strip():
                     continue

@@ -143,6 +143,15 @@ def _load_pretrained(source: str, revision: str | None) -> tuple[Any, Any]:
     return model, tokenizer
 
 
+def _weights_error() -> type[Exception]:
+    """The exception safetensors raises for a truncated or corrupt file."""
+    try:
+        from safetensors import SafetensorError
+    except ImportError:  # pragma: no cover - safetensors comes with transformers
+        return OSError
+    return SafetensorError
+
+
 def load_model(
     spec: str,
     *,
@@ -181,7 +190,7 @@ def load_model(
         model, tokenizer = _load_pretrained(source, revision)
     except ModelLoadError:
         raise
-    except (OSError, ValueError, EnvironmentError) as exc:
+    except (OSError, ValueError, EnvironmentError, _weights_error()) as exc:  # a truncated or corrupt weight file
         hint = "" if path.exists() else " (not a local path; offline or unknown hub id? pass a local directory)"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(f"cannot load model {spec!r}{hint}: {first}") from None

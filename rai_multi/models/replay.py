@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 from rai_multi.errors import DataError
+from rai_multi.inputs import reading
 from rai_multi.records import GenerationRequest, Loglikelihood, LoglikelihoodRequest
 from rai_multi.store import file_sha256
 
@@ -21,7 +22,7 @@ def read_predictions(path: Path) -> dict[str, list[str]]:
     if not path.is_file():
         raise DataError(f"predictions file not found: {path}")
     predictions: dict[str, list[str]] = {}
-    with open(path, encoding="utf-8") as fh:
+    with reading(path), open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from html import escape as html_escape
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -242,37 +244,53 @@ def build_report(
     return ReportPaths(out_html, json_path, md_path)
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")  # inline Markdown; cells never start a line
+
+
+def md(value: Any) -> str:
+    """Text made inert in Markdown: HTML escaped, Markdown punctuation backslashed (so a
+    model name cannot open a link, emphasis or an HTML tag, and a ``|`` cannot end a table
+    cell), and line breaks folded into spaces (a newline would end the table row)."""
+    text = html_escape(" ".join(str(value).split()), quote=True)
+    text = _MD_SPECIAL.sub(r"\\\1", text)
+    return "\\" + text if text[:1] in ("#", "-", "+", "=") else text  # would start a heading or list in a note
+
+
 def render_markdown(ctx: dict[str, Any]) -> str:
-    lines = [f"# {ctx['title']}", "", f"Baseline: **{ctx['baseline']}**; candidates: {', '.join(ctx['candidates'])}", ""]
+    """report.md: every name, note, rule and reason goes through :func:`md`."""
+    lines = [f"# {md(ctx['title'])}", "",
+             f"Baseline: **{md(ctx['baseline'])}**; candidates: {', '.join(md(c) for c in ctx['candidates'])}", ""]
     for note in ctx["notes"]:
-        lines.append(f"> {note}")
+        lines.append(f"> {md(note)}")
     if ctx["gate"]:
-        lines += ["", f"Gate verdict: **{ctx['gate']['verdict']}**", ""]
+        lines += ["", f"Gate verdict: **{md(ctx['gate']['verdict'])}**", ""]
         lines += ["| rule | model | slice | value | status | reason |", "|---|---|---|---|---|---|"]
         for r in ctx["gate"]["results"]:
-            lines.append(f"| {r['rule']} | {r['model']} | {r['slice']} | {_fmt(r['value'])} | {r['status']} | {r['reason']} |")
+            lines.append(f"| {md(r['rule'])} | {md(r['model'])} | {md(r['slice'])} | {_fmt(r['value'])} | "
+                         f"{md(r['status'])} | {md(r['reason'])} |")
     lines += ["", "| task | metric | slice | candidate | baseline | candidate value | delta | 95% CI | p | significant |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for d in ctx["summary"]:
-        lines.append(f"| {d['task']}/{d['setting']} | {d['metric']} | {d['slice']} | {d['candidate']} | "
+        lines.append(f"| {md(d['task'])}/{md(d['setting'])} | {md(d['metric'])} | {md(d['slice'])} | {md(d['candidate'])} | "
                      f"{d['baseline_value_s']} | {d['candidate_value_s']} | {d['delta_s']} | {d['ci_s']} | {d['p_s']} | "
                      f"{d['significant']} |")
     if ctx["flags"]:
-        lines += ["", "Flags (not comparable as is):"] + [f"- {f}" for f in ctx["flags"]]
+        lines += ["", "Flags (not comparable as is):"] + [f"- {md(f)}" for f in ctx["flags"]]
     lines += ["", "## Headline metric by slice (languages, tiers, categories)"]
     for t in ctx["tables"]:
         rows = [r for r in t["rows"] if r["metric"] == t["headline"]]
         if not rows:
             continue
-        head = [f"{m} (95% CI, n)" for m in t["models"]] + [f"delta {c}" for c in t["candidates"]]
-        lines += ["", f"### {t['task']}/{t['setting']}: {t['headline']}" + (f" (scorer: {t['scorer']})" if t["scorer"] else ""),
+        head = [f"{md(m)} (95% CI, n)" for m in t["models"]] + [f"delta {md(c)}" for c in t["candidates"]]
+        lines += ["", f"### {md(t['task'])}/{md(t['setting'])}: {md(t['headline'])}"
+                  + (f" (scorer: {md(t['scorer'])})" if t["scorer"] else ""),
                   "", "| slice | " + " | ".join(head) + " |", "|---|" + "---|" * len(head)]
         for r in rows:
             cells = [f"{c['value']} {c['ci']} n={c['n']}" if c["value"] != "–" else "–" for c in r["cells"]]
             cells += [f"{d['delta']} {d['ci']}".strip() for d in r["deltas"]]
-            lines.append(f"| {r['slice']} | " + " | ".join(cells) + " |")
+            lines.append(f"| {md(r['slice'])} | " + " | ".join(cells) + " |")
     if ctx["diagnostics"]:
         lines += ["", "## Diagnostics", "", "| task | model | metric | slice | value | n |", "|---|---|---|---|---|---|"]
-        lines += [f"| {d['task']} | {d['model']} | {d['metric']} | {d['slice']} | {d['value']:.3f} | {d['n']} |"
+        lines += [f"| {md(d['task'])} | {md(d['model'])} | {md(d['metric'])} | {md(d['slice'])} | {d['value']:.3f} | {d['n']} |"
                   for d in ctx["diagnostics"]]
     return "\n".join(lines) + "\n"
