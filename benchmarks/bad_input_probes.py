@@ -100,6 +100,12 @@ def two_runs(work: Path) -> Path:
     return out
 
 
+def run_of(model_dir: Path, base: str = "mgsm-native_cot") -> Path:
+    """The run folder ``<task>-<setting>-<config hash>`` under a model's folder."""
+    found = sorted(p for p in model_dir.glob(f"{base}-*") if (p / "manifest.json").is_file())
+    return found[0] if found else model_dir / f"{base}-missing"
+
+
 def write(path: Path, text: str | bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(text, bytes):
@@ -119,7 +125,7 @@ def broken(rel: str, content: bytes | None = None) -> Callable[[Path], Path]:
 
 
 def edit_metrics(work: Path, change: Callable[[dict], None]) -> None:
-    path = work / "runs" / "cand" / "mgsm-native_cot" / "metrics.json"
+    path = run_of(work / "runs" / "cand") / "metrics.json"
     doc = json.loads(path.read_text(encoding="utf-8"))
     change(doc)
     path.write_text(json.dumps(doc), encoding="utf-8")
@@ -235,26 +241,26 @@ def cache_rebuilt(work: Path) -> str | None:
 
 def failed_rerun(work: Path) -> list:
     runs = two_runs(work)
-    run = runs / "base" / "mgsm-native_cot"
+    run = run_of(runs / "base")
     (work / "before.json").write_text(json.dumps({p.name: p.read_text() for p in run.iterdir()}))
     return ["score", "mgsm", "-p", preds(work / "partial.jsonl", n=3), "--langs", "en", "--data-dir", work / "data",
             "--out", runs, "--name", "base"]
 
 
 def old_run_intact(work: Path) -> str | None:
-    run = work / "runs" / "base" / "mgsm-native_cot"
+    run = run_of(work / "runs" / "base")
     now = {p.name: p.read_text() for p in run.iterdir()}
     if now != json.loads((work / "before.json").read_text()):
         return "the finished run changed"
-    leftovers = [p.name for p in run.parent.iterdir() if p.name != "mgsm-native_cot"]
+    leftovers = [p.name for p in run.parent.iterdir() if p.name != run.name]
     return f"left behind: {leftovers}" if leftovers else None
 
 
 def stale_leftovers(work: Path) -> list:
     runs = two_runs(work)
     dead = 2**22 + 12345
-    write(runs / "base" / "mgsm-native_cot" / f".metrics.json.{dead}.abc.tmp", "half")
-    (runs / "base" / f".mgsm-native_cot.staging-{dead}").mkdir()
+    write(run_of(runs / "base") / f".metrics.json.{dead}.abc.tmp", "half")
+    (runs / "base" / f".{run_of(runs / 'base').name}.staging-{dead}").mkdir()
     return ["score", "mgsm", "-p", preds(work / "again.jsonl"), "--langs", "en", "--data-dir", work / "data",
             "--out", runs, "--name", "base"]
 
@@ -383,10 +389,10 @@ def probes() -> list[Probe]:
         Probe("re-run cleans stale temp/staging", stale_leftovers, expect="ok", after=no_leftovers),
         # report and gate on damaged runs
         Probe("gate: metrics.json not JSON", lambda w: (two_runs(w), write(
-            w / "runs" / "cand" / "mgsm-native_cot" / "metrics.json", "{oops"), gate_argv(w, RULE + "min = 0\n"))[-1],
+            run_of(w / "runs" / "cand") / "metrics.json", "{oops"), gate_argv(w, RULE + "min = 0\n"))[-1],
               needle="not valid JSON"),
         Probe("report: metrics.json binary", lambda w: (two_runs(w), write(
-            w / "runs" / "cand" / "mgsm-native_cot" / "metrics.json", BINARY), report_argv(w))[-1], needle="not UTF-8"),
+            run_of(w / "runs" / "cand") / "metrics.json", BINARY), report_argv(w))[-1], needle="not UTF-8"),
         Probe("gate: value true", lambda w: (two_runs(w), edit_metrics(w, lambda d: accuracy(d).update(value=True)),
                                              gate_argv(w, RULE + "min = 0.5\n"))[-1], needle="'value' must be a number"),
         Probe("gate: value \"0.9\"", lambda w: (two_runs(w), edit_metrics(w, lambda d: accuracy(d).update(value="0.9")),
@@ -395,7 +401,7 @@ def probes() -> list[Probe]:
             w, lambda d: d["metrics"].insert(0, {**accuracy(d), "value": 1.0})), gate_argv(w, RULE + "min = 0.5\n"))[-1],
               needle="duplicated entry"),
         Probe("report: samples.jsonl corrupt", lambda w: (two_runs(w), write(
-            w / "runs" / "cand" / "mgsm-native_cot" / "samples.jsonl", "{oops\n"), report_argv(w))[-1],
+            run_of(w / "runs" / "cand") / "samples.jsonl", "{oops\n"), report_argv(w))[-1],
               needle="samples.jsonl:1"),
         Probe("gate: min = nan", lambda w: (two_runs(w), gate_argv(w, RULE + "min = nan\n"))[-1], needle="finite"),
         Probe("gate: max = inf", lambda w: (two_runs(w), gate_argv(w, RULE + "max = inf\n"))[-1], needle="finite"),

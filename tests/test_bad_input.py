@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+from helpers import find_run
 
 from rai_multi.cli import main as cli_main
 from rai_multi.samples import write_sample_data
@@ -238,7 +239,7 @@ def test_damaged_cache_rows_are_regenerated(data, tmp_path, tiny_causal, monkeyp
         conn.execute("UPDATE answers SET value = '{not json'")
     code, _, err = run_cli(argv, monkeypatch, capsys)
     assert code == 0, err
-    manifest = json.loads((out / "tiny" / "mgsm-native_cot" / "manifest.json").read_text(encoding="utf-8"))
+    manifest = json.loads((find_run(out / "tiny", "mgsm-native_cot") / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["answers"] == {"from_cache": 0, "generated": 2}
 
 
@@ -276,13 +277,13 @@ def test_demo_model_resolves_in_eval(data, tmp_path, tiny_causal, monkeypatch, c
 
 # ------------------------------------------------- a failed re-run keeps the finished run
 def test_failed_rerun_keeps_the_complete_run(two_runs, data, tmp_path, monkeypatch, capsys):
-    run = two_runs / "base" / "mgsm-native_cot"
+    run = find_run(two_runs / "base", "mgsm-native_cot")
     before = {p.name: p.read_bytes() for p in run.iterdir()}
     partial = mgsm_predictions(tmp_path / "partial.jsonl", n=3)
     code, _, err = run_cli(score_mgsm(data, two_runs, partial, "base"), monkeypatch, capsys)
     assert_one_error(code, err, "no prediction for 2 sample id(s)")
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
-    assert sorted(p.name for p in run.parent.iterdir()) == ["mgsm-native_cot"]  # no staging left behind
+    assert sorted(p.name for p in run.parent.iterdir()) == [run.name]  # no staging left behind
     # and the old run is still usable
     code, out, err = run_cli(["gate", two_runs, "--policy", policy(tmp_path, RULE + "min = 0.0\n")], monkeypatch, capsys)
     assert code == 0, err
@@ -293,24 +294,25 @@ def test_rerun_replaces_and_cleans_leftovers(two_runs, data, tmp_path, monkeypat
     runs (dead pids) are removed, a live process's are not touched."""
     model_dir = two_runs / "base"
     dead = 2**22 + 12345  # above the default pid_max: never a live process
-    stale_tmp = model_dir / "mgsm-native_cot" / f".metrics.json.{dead}.abc123.tmp"
+    run = find_run(model_dir, "mgsm-native_cot")
+    stale_tmp = run / f".metrics.json.{dead}.abc123.tmp"
     stale_tmp.write_text("half", encoding="utf-8")
-    stale_stage = model_dir / f".mgsm-native_cot.staging-{dead}"
+    stale_stage = model_dir / f".{run.name}.staging-{dead}"
     stale_stage.mkdir()
-    live_stage = model_dir / f".mgsm-native_cot.staging-{os.getppid()}"
+    live_stage = model_dir / f".{run.name}.staging-{os.getppid()}"
     live_stage.mkdir()
     preds = mgsm_predictions(tmp_path / "better.jsonl", answer="nothing")
     code, _, err = run_cli(score_mgsm(data, two_runs, preds, "base"), monkeypatch, capsys)
     assert code == 0, err
     assert not stale_tmp.exists() and not stale_stage.exists() and live_stage.exists()
-    rows = [json.loads(line) for line in (model_dir / "mgsm-native_cot" / "samples.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (find_run(model_dir, "mgsm-native_cot") / "samples.jsonl").read_text().splitlines()]
     assert [r["outputs"] for r in rows] == [["nothing"]] * 5
-    assert not list((model_dir / "mgsm-native_cot").glob(".*.tmp"))
+    assert not list((find_run(model_dir, "mgsm-native_cot")).glob(".*.tmp"))
 
 
 # ------------------------------------------------- report and gate on damaged runs
 def _metrics_path(runs: Path) -> Path:
-    return runs / "cand" / "mgsm-native_cot" / "metrics.json"
+    return find_run(runs / "cand", "mgsm-native_cot") / "metrics.json"
 
 
 def _edit_metrics(runs: Path, edit: Callable[[dict], None]) -> None:
@@ -333,7 +335,7 @@ DAMAGED_RUNS = [
      "'value' must be a number"),
     ("duplicate_entry", lambda runs: _edit_metrics(runs, lambda d: d["metrics"].insert(0, {**_first_accuracy(d), "value": 1.0})),
      "duplicated entry"),
-    ("samples_not_json", lambda runs: (runs / "cand" / "mgsm-native_cot" / "samples.jsonl").write_text("{oops\n"),
+    ("samples_not_json", lambda runs: (find_run(runs / "cand", "mgsm-native_cot") / "samples.jsonl").write_text("{oops\n"),
      "samples.jsonl:1"),
 ]
 
@@ -480,7 +482,7 @@ def test_outputs_follow_the_umask(two_runs, tmp_path, monkeypatch, capsys):
         assert stat.S_IMODE((tmp_path / "r2.html").stat().st_mode) == 0o640
     finally:
         os.umask(old)
-    for path in (two_runs / "base" / "mgsm-native_cot").iterdir():  # run files: written under pytest's umask
+    for path in (find_run(two_runs / "base", "mgsm-native_cot")).iterdir():  # run files: written under pytest's umask
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~old, path
 
 
@@ -554,10 +556,10 @@ def test_ctrl_c_during_a_run_says_what_was_kept(data, tmp_path, tiny_causal, mon
     lines = [line for line in re.split(r"[\r\n]", err) if line.startswith("interrupted:")]
     assert code == 130 and len(lines) == 1 and "Traceback" not in err, err
     assert "4 of 8 answers of mgsm are kept in" in lines[0] and "run the same command again" in lines[0]
-    assert not (out / "tiny" / "mgsm-native_cot").exists() and list((out / "tiny").iterdir()) == []
+    assert list((out / "tiny").iterdir()) == []
     code, _, err = run_cli(argv, monkeypatch, capsys)
     assert code == 0, err
-    manifest = json.loads((out / "tiny" / "mgsm-native_cot" / "manifest.json").read_text(encoding="utf-8"))
+    manifest = json.loads((find_run(out / "tiny", "mgsm-native_cot") / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["answers"] == {"from_cache": 4, "generated": 4}
 
 
@@ -581,7 +583,7 @@ def test_ctrl_c_while_importing(tmp_path):
         "import importlib.abc, os, signal, sys, runpy\n"
         "class Hook(importlib.abc.MetaPathFinder):\n"
         "    def find_spec(self, name, path, target=None):\n"
-        "        if name == 'rai_multi.cli.mgsm':\n"
+        "        if name == 'rai_multi.cli.tasks':\n"
         "            os.kill(os.getpid(), signal.SIGINT)\n"
         "        return None\n"
         "sys.meta_path.insert(0, Hook())\n"
