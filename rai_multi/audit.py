@@ -52,14 +52,16 @@ def _langs(opts: dict[str, Any], available: tuple[str, ...]) -> list[str]:
 def _mgsm(o: dict[str, Any], c: Context, adapter: ModelAdapter) -> list[Any]:
     return [MgsmTask(langs=_langs(o, MGSM_LANGS), data_dir=c.data_dir, setting=o.get("setting", "native_cot"),
                      limit=c.limit or o.get("limit"), samples=o.get("samples", 1), shots=o.get("shots", 8),
-                     max_new_tokens=o.get("max_new_tokens"), seed=c.seed)]
+                     max_new_tokens=o.get("max_new_tokens"), seed=c.seed,
+                     limit_rule=o.get("limit_rule", "stratified"))]
 
 
 def _tydiqa(o: dict[str, Any], c: Context, adapter: ModelAdapter) -> list[Any]:
     new = o.get("max_new_tokens", 32)
     return [TydiqaTask(langs=_langs(o, GOLDP_LANGS), data_dir=c.data_dir, shots=o.get("shots", 1),
                        limit=c.limit or o.get("limit"), max_new_tokens=new, seed=c.seed,
-                       max_prompt_tokens=prompt_budget(adapter, new), count_tokens=adapter.count_tokens)]
+                       max_prompt_tokens=prompt_budget(adapter, new), count_tokens=adapter.count_tokens,
+                       limit_rule=o.get("limit_rule", "stratified"))]
 
 
 def _toxicity(o: dict[str, Any], c: Context, adapter: ModelAdapter) -> list[Any]:
@@ -82,7 +84,8 @@ def _bias(o: dict[str, Any], c: Context, adapter: ModelAdapter) -> list[Any]:
     names = o.get("benchmarks", ["winogender", "winobias", "bbq", "crows_pairs"])
     setting = o.get("setting", "mc")
     return [build_bias_task(b, c.data_dir, "mc" if b == "crows_pairs" else setting, c.limit or o.get("limit"),
-                            o.get("shots", 0), c.seed) for b in names]
+                            o.get("shots", 0), c.seed, o.get("limit_rule", "stratified"), o.get("categories"))
+            for b in names]
 
 
 TASK_BUILDERS: dict[str, Callable[[dict[str, Any], Context, ModelAdapter], list[Any]]] = {

@@ -20,12 +20,12 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 TASK_KEYS: dict[str, set[str]] = {
-    "mgsm": {"setting", "langs", "tier", "limit", "samples", "shots", "max_new_tokens"},
-    "tydiqa": {"langs", "tier", "limit", "shots", "max_new_tokens"},
+    "mgsm": {"setting", "langs", "tier", "limit", "samples", "shots", "max_new_tokens", "limit_rule"},
+    "tydiqa": {"langs", "tier", "limit", "shots", "max_new_tokens", "limit_rule"},
     "toxicity": {"prompts", "samples", "max_new_tokens"},
     "identity_toxicity": {"descriptors_per_axis", "templates_per_descriptor", "samples", "max_new_tokens"},
     "toxicity_cls": {"dataset", "shots", "limit"},
-    "bias": {"benchmarks", "setting", "limit", "shots"},
+    "bias": {"benchmarks", "setting", "limit", "shots", "limit_rule", "categories", "prompt"},
 }
 MODEL_KEYS = {"name", "source", "batch_size", "dtype", "chat_template", "description"}
 TOP_KEYS = {"title", "notes", "seed", "baseline", "policy", "out", "report", "scorer", "model", "task"}

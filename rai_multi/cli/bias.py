@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from rai_multi.cli import common
+from rai_multi.cli.sample_opts import CategoriesOpt, LimitRuleOpt, split_list
 from rai_multi.errors import ConfigError
 from rai_multi.models.replay import ReplayAdapter
 from rai_multi.paths import data_dir as resolve_data_dir
@@ -20,24 +21,26 @@ BENCHMARKS = ("winogender", "winobias", "bbq", "crows_pairs")
 BenchOpt = typer.Option(",".join(BENCHMARKS), "--benchmarks", help=f"Comma-separated: {', '.join(BENCHMARKS)}.")
 SettingOpt = typer.Option("mc", "--setting", help="mc (log-likelihood choice) or generative (Winogender's paper setup).")
 ShotsOpt = typer.Option(0, "--shots", min=0, help="Winogender few-shot exemplars (from other templates).")
-LimitOpt = typer.Option(None, "--limit", min=1, help="At most N items (per BBQ category, per WinoBias file).")
+LimitOpt = typer.Option(None, "--limit", min=1, help="At most N items: per BBQ category, per WinoBias file (minimal "
+                                                    "pairs per type), Winogender sentences, CrowS-Pairs pairs.")
 
 
-def build_bias_task(benchmark: str, data_dir: Path, setting: str, limit: Optional[int], shots: int = 0, seed: int = 1234):
+def build_bias_task(benchmark: str, data_dir: Path, setting: str, limit: Optional[int], shots: int = 0, seed: int = 1234,
+                    limit_rule: str = "stratified", categories: Optional[list[str]] = None):
     """The task object of one bias benchmark (explicit table, no registry)."""
     if benchmark == "winogender":
-        return WinogenderTask(data_dir, setting=setting, shots=shots, limit=limit, seed=seed)
+        return WinogenderTask(data_dir, setting=setting, shots=shots, limit=limit, seed=seed, limit_rule=limit_rule)
     if benchmark == "winobias":
-        return WinobiasTask(data_dir, setting=setting, limit=limit)
+        return WinobiasTask(data_dir, setting=setting, limit=limit, seed=seed, limit_rule=limit_rule)
     if benchmark == "bbq":
-        return BbqTask(data_dir, setting=setting, limit=limit)
+        return BbqTask(data_dir, setting=setting, limit=limit, seed=seed, limit_rule=limit_rule, categories=categories)
     if benchmark == "crows_pairs":
-        return CrowsPairsTask(data_dir, setting="mc", limit=limit)
+        return CrowsPairsTask(data_dir, setting="mc", limit=limit, seed=seed, limit_rule=limit_rule)
     raise ConfigError(f"unknown bias benchmark {benchmark!r}; choose from {', '.join(BENCHMARKS)}")
 
 
 def _tasks(benchmarks: str, data_dir: Optional[Path], setting: str, limit: Optional[int], shots: int, seed: int,
-           generative_only: bool = False):
+           generative_only: bool = False, limit_rule: str = "stratified", categories: Optional[str] = None):
     names = [b.strip() for b in benchmarks.split(",") if b.strip()]
     root = resolve_data_dir(data_dir)
     tasks = []
@@ -45,9 +48,9 @@ def _tasks(benchmarks: str, data_dir: Optional[Path], setting: str, limit: Optio
         if name == "crows_pairs" and (setting == "generative" or generative_only):
             if generative_only:
                 raise ConfigError("crows_pairs compares sentence likelihoods: it cannot be scored from predictions")
-            tasks.append(build_bias_task(name, root, "mc", limit, shots, seed))
+            tasks.append(build_bias_task(name, root, "mc", limit, shots, seed, limit_rule))
             continue
-        tasks.append(build_bias_task(name, root, setting, limit, shots, seed))
+        tasks.append(build_bias_task(name, root, setting, limit, shots, seed, limit_rule, split_list(categories)))
     return tasks
 
 
@@ -57,6 +60,8 @@ def eval_bias(
     setting: str = SettingOpt,
     shots: int = ShotsOpt,
     limit: Optional[int] = LimitOpt,
+    limit_rule: str = LimitRuleOpt,
+    categories: Optional[str] = CategoriesOpt,
     batch_size: str = common.BatchOpt,
     name: Optional[str] = common.NameOpt,
     out: Path = common.OutOpt,
@@ -67,7 +72,7 @@ def eval_bias(
     no_cache: bool = common.NoCacheOpt,
 ) -> None:
     """Evaluate a model on Winogender, WinoBias, BBQ and CrowS-Pairs (authors' metrics)."""
-    tasks = _tasks(benchmarks, data_dir, setting, limit, shots, seed)
+    tasks = _tasks(benchmarks, data_dir, setting, limit, shots, seed, limit_rule=limit_rule, categories=categories)
     for task in tasks:
         common.check_data_files(task)
     adapter = common.load_adapter(model, batch_size, dtype, chat_template)
@@ -82,6 +87,8 @@ def score_bias(
     predictions: Path = common.PredictionsOpt,
     benchmarks: str = typer.Option("winogender,winobias,bbq", "--benchmarks", help="Generative benchmarks to score."),
     limit: Optional[int] = LimitOpt,
+    limit_rule: str = LimitRuleOpt,
+    categories: Optional[str] = CategoriesOpt,
     shots: int = ShotsOpt,
     name: Optional[str] = common.NameOpt,
     out: Path = common.OutOpt,
@@ -90,7 +97,8 @@ def score_bias(
 ) -> None:
     """Score generated answers produced elsewhere (ids: winogender/<sentid>, bbq/<Category>/<id>, ...)."""
     adapter = ReplayAdapter.from_file(predictions, name)
-    for task in _tasks(benchmarks, data_dir, "generative", limit, shots, seed, generative_only=True):
+    for task in _tasks(benchmarks, data_dir, "generative", limit, shots, seed, generative_only=True,
+                       limit_rule=limit_rule, categories=categories):
         common.run_and_print(task, adapter, name=adapter.name, out=out, seed=seed, batch_size=64,
                              metric_names=["accuracy", "pro_anti_gap", "bias_score_disambig", "bias_score_ambig"])
 

@@ -8,9 +8,11 @@ from typing import Optional
 import typer
 
 from rai_multi.cli import common
+from rai_multi.cli.sample_opts import LimitRuleOpt
 from rai_multi.languages import MGSM_LANGS, resolve_languages
 from rai_multi.models.replay import ReplayAdapter
 from rai_multi.paths import data_dir as resolve_data_dir
+from rai_multi.sampling import check_limit_rule
 from rai_multi.tasks.mgsm import SETTINGS, MgsmTask
 
 SettingOpt = typer.Option("native_cot", "--setting", help=f"One of: {', '.join(SETTINGS)}.")
@@ -34,6 +36,7 @@ def eval_mgsm(
     langs: Optional[str] = common.LangsOpt,
     tier: Optional[str] = common.TierOpt,
     limit: Optional[int] = common.LimitOpt,
+    limit_rule: str = LimitRuleOpt,
     samples: int = SamplesOpt,
     shots: int = ShotsOpt,
     max_new_tokens: Optional[int] = MaxNewOpt,
@@ -48,6 +51,7 @@ def eval_mgsm(
 ) -> None:
     """Evaluate a model on MGSM (language-sliced accuracy with bootstrap CIs)."""
     task = _task(setting, langs, tier, limit, samples, max_new_tokens, shots, data_dir, seed)
+    task.limit_rule = check_limit_rule(limit_rule)
     common.check_data_files(task)  # data errors surface before the model is loaded
     adapter = common.load_adapter(model, batch_size, dtype, chat_template)
     common.run_and_print(task, adapter, name=name or common.default_name(model), out=out, seed=seed,
@@ -60,6 +64,7 @@ def score_mgsm(
     langs: Optional[str] = common.LangsOpt,
     tier: Optional[str] = common.TierOpt,
     limit: Optional[int] = common.LimitOpt,
+    limit_rule: str = LimitRuleOpt,
     samples: int = SamplesOpt,
     name: Optional[str] = common.NameOpt,
     out: Path = common.OutOpt,
@@ -68,6 +73,7 @@ def score_mgsm(
 ) -> None:
     """Score MGSM outputs produced elsewhere (rows {"id": "mgsm/<lang>/<i>", "output": ...})."""
     task = _task(setting, langs, tier, limit, samples, None, 8, data_dir, seed)
+    task.limit_rule = check_limit_rule(limit_rule)
     adapter = ReplayAdapter.from_file(predictions, name)
     common.run_and_print(task, adapter, name=adapter.name, out=out, seed=seed, batch_size=64,
                          metric_names=["accuracy", f"maj@{samples}"])

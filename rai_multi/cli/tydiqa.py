@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from rai_multi.cli import common
+from rai_multi.cli.sample_opts import LimitRuleOpt
 from rai_multi.data.tydiqa import GOLDP_LANGS
 from rai_multi.languages import resolve_languages
 from rai_multi.models.replay import ReplayAdapter
@@ -25,6 +26,7 @@ def eval_tydiqa(
     tier: Optional[str] = common.TierOpt,
     shots: int = ShotsOpt,
     limit: Optional[int] = common.LimitOpt,
+    limit_rule: str = LimitRuleOpt,
     max_new_tokens: int = MaxNewOpt,
     batch_size: str = common.BatchOpt,
     name: Optional[str] = common.NameOpt,
@@ -37,7 +39,8 @@ def eval_tydiqa(
 ) -> None:
     """Evaluate a model on TyDiQA GoldP (SQuAD-comparable and language-aware EM/F1)."""
     task = TydiqaTask(langs=resolve_languages(langs, tier, GOLDP_LANGS), data_dir=resolve_data_dir(data_dir, required=False),
-                      shots=shots, limit=limit, max_new_tokens=max_new_tokens, seed=seed)
+                      shots=shots, limit=limit, max_new_tokens=max_new_tokens, seed=seed,
+                      limit_rule=limit_rule)
     common.check_data_files(task)
     adapter = common.load_adapter(model, batch_size, dtype, chat_template)
     task.count_tokens = adapter.count_tokens
@@ -52,6 +55,7 @@ def score_tydiqa(
     tier: Optional[str] = common.TierOpt,
     shots: int = ShotsOpt,
     limit: Optional[int] = common.LimitOpt,
+    limit_rule: str = LimitRuleOpt,
     name: Optional[str] = common.NameOpt,
     out: Path = common.OutOpt,
     data_dir: Optional[Path] = common.DataDirOpt,
@@ -59,7 +63,7 @@ def score_tydiqa(
 ) -> None:
     """Score TyDiQA answers produced elsewhere (rows {"id": <upstream question id>, "output": ...})."""
     task = TydiqaTask(langs=resolve_languages(langs, tier, GOLDP_LANGS), data_dir=resolve_data_dir(data_dir, required=False),
-                      shots=shots, limit=limit, seed=seed)
+                      shots=shots, limit=limit, seed=seed, limit_rule=limit_rule)
     adapter = ReplayAdapter.from_file(predictions, name)
     common.run_and_print(task, adapter, name=adapter.name, out=out, seed=seed, batch_size=64, metric_names=["squad_em", "em"])
 

@@ -10,16 +10,17 @@ with no target and unmatched answers left out, proper-name templates also report
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from rai_multi.aggregate import by_group, slice_seed
-from rai_multi.data.bbq import BbqItem, bbq_files, load_bbq
+from rai_multi.data.bbq import BbqItem, bbq_files, bbq_sources, default_categories, load_bbq
 from rai_multi.errors import ConfigError
 from rai_multi.records import GenerationRequest, LoglikelihoodRequest, Metric, Response, Sample
+from rai_multi.sampling import DEFAULT_LIMIT_RULE, check_limit_rule, limit_items, sample_record
 from rai_multi.scoring import bias
 from rai_multi.stats import bootstrap_statistic_ci
 from rai_multi.tasks.choice import SETTINGS, _norm, match_option, mc_fields
@@ -47,6 +48,9 @@ class BbqTask:
     setting: str = "mc"
     categories: Sequence[str] | None = None
     limit: int | None = None  # per category
+    seed: int = 1234
+    limit_rule: str = DEFAULT_LIMIT_RULE
+    _ids: list[str] | None = field(default=None, init=False, repr=False)
 
     name = "bbq"
     version = "1"
@@ -54,22 +58,45 @@ class BbqTask:
     def __post_init__(self) -> None:
         if self.setting not in SETTINGS:
             raise ConfigError(f"unknown bias setting {self.setting!r}; choose one of {', '.join(SETTINGS)}")
+        check_limit_rule(self.limit_rule)
+
+    def chosen_categories(self) -> list[str]:
+        """The named categories, else the full-BBQ ones (bbq_lite only when named, or when
+        no full-BBQ file is there at all)."""
+        return list(self.categories) if self.categories else default_categories(self.data_dir)
 
     def config(self) -> dict[str, Any]:
-        return {"setting": self.setting, "categories": list(self.categories or []), "limit_per_category": self.limit,
+        chosen = self.chosen_categories()
+        sources = bbq_sources(self.data_dir)
+        if self._ids is None:
+            self.build_samples()
+        return {"setting": self.setting, "categories": chosen, "limit_per_category": self.limit,
+                "category_sources": {c: sources.get(c) for c in chosen},
+                "sample": sample_record(self.limit_rule, self.limit,
+                                        "per category: question_index x context_condition x question_polarity",
+                                        self._ids),
                 "bias_score_scale": "-1..1 (x100 in the BBQ paper)"}
 
     def data_files(self) -> list[Path]:
         files = bbq_files(self.data_dir)
-        return [files[c] for c in (self.categories or sorted(files)) if c in files]
+        return [files[c] for c in self.chosen_categories() if c in files]
+
+    def _items(self) -> list[BbqItem]:
+        """``limit`` items per category, stratified over template x condition x polarity."""
+        by_category: dict[str, list[BbqItem]] = {}
+        for item in load_bbq(self.data_dir, self.chosen_categories()):
+            by_category.setdefault(item.category, []).append(item)
+        chosen: list[BbqItem] = []
+        for items in by_category.values():
+            chosen += limit_items(items, lambda x: (x.question_index, x.context_condition, x.question_polarity),
+                                  self.limit, self.seed, self.limit_rule)
+        return chosen
 
     def build_samples(self) -> list[Sample]:
-        per_category: dict[str, int] = {}
         samples = []
-        for item in load_bbq(self.data_dir, list(self.categories) if self.categories else None):
-            if self.limit is not None and per_category.get(item.category, 0) >= self.limit:
-                continue
-            per_category[item.category] = per_category.get(item.category, 0) + 1
+        items = self._items()
+        self._ids = [item.id for item in items]
+        for item in items:
             generative = self.setting == "generative"
             request = (
                 GenerationRequest(prompt=_prompt(item, True), max_new_tokens=16, stop=("\n",))

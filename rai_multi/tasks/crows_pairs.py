@@ -12,7 +12,7 @@ sent_more scores higher (stereo and antistereo alike); ``crows_score/all`` and t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -20,6 +20,7 @@ from rai_multi.aggregate import by_group, mean_metric
 from rai_multi.data.crows_pairs import load_crows_pairs
 from rai_multi.errors import ConfigError
 from rai_multi.records import LoglikelihoodRequest, Metric, Response, Sample
+from rai_multi.sampling import DEFAULT_LIMIT_RULE, check_limit_rule, limit_items, sample_record
 from rai_multi.scoring.bias import crows_prefers_more
 
 
@@ -27,7 +28,10 @@ from rai_multi.scoring.bias import crows_prefers_more
 class CrowsPairsTask:
     data_dir: Path
     setting: str = "mc"
-    limit: int | None = None
+    limit: int | None = None  # pairs in all, spread over bias types
+    seed: int = 1234
+    limit_rule: str = DEFAULT_LIMIT_RULE
+    _ids: list[str] | None = field(default=None, init=False, repr=False)
 
     name = "crows_pairs"
     version = "1"
@@ -35,19 +39,26 @@ class CrowsPairsTask:
     def __post_init__(self) -> None:
         if self.setting != "mc":
             raise ConfigError("CrowS-Pairs compares sentence likelihoods: only the 'mc' setting exists")
+        check_limit_rule(self.limit_rule)
 
     def config(self) -> dict[str, Any]:
+        if self._ids is None:
+            self.build_samples()
         return {"setting": self.setting, "limit": self.limit,
+                "sample": sample_record(self.limit_rule, self.limit, "bias_type", self._ids),
                 "scoring": "whole-sentence log-likelihood (sum of token log-probs)", "scale": "0-100, 50 unbiased"}
 
     def data_files(self) -> list[Path]:
         return [self.data_dir / "crows_pairs" / "crows_pairs_anonymized.csv"]
 
     def build_samples(self) -> list[Sample]:
+        pairs = limit_items(load_crows_pairs(self.data_dir), lambda p: p.bias_type, self.limit, self.seed,
+                            self.limit_rule)
+        self._ids = [p.id for p in pairs]
         return [
             Sample(p.id, "en", LoglikelihoodRequest("", (p.sent_more, p.sent_less)), None,
                    {"bias_type": p.bias_type, "direction": p.direction})
-            for p in load_crows_pairs(self.data_dir)[: self.limit]
+            for p in pairs
         ]
 
     def score(self, samples: Sequence[Sample], responses: Sequence[Response]) -> list[dict[str, Any]]:

@@ -3,7 +3,7 @@ accuracy on pro- and anti-stereotypical sentences and the gap between them, per 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -11,8 +11,14 @@ from rai_multi.aggregate import by_group, slice_seed
 from rai_multi.data.winobias import WinobiasItem, load_winobias
 from rai_multi.errors import ConfigError
 from rai_multi.records import GenerationRequest, LoglikelihoodRequest, Metric, Response, Sample
+from rai_multi.sampling import DEFAULT_LIMIT_RULE, check_limit_rule, limit_items, sample_record
 from rai_multi.stats import bootstrap_diff_ci
 from rai_multi.tasks.choice import SETTINGS, match_option, mc_fields
+
+
+def pair_line(item: WinobiasItem) -> str:
+    """The line number that pairs a pro sentence with its anti twin (ids end in it)."""
+    return item.id.rsplit("/", 1)[1]
 
 
 def prompt(item: WinobiasItem) -> str:
@@ -24,7 +30,10 @@ class WinobiasTask:
     data_dir: Path
     setting: str = "mc"
     split: str = "test"
-    limit: int | None = None  # per file
+    limit: int | None = None  # sentences per file (= minimal pairs per type)
+    seed: int = 1234
+    limit_rule: str = DEFAULT_LIMIT_RULE
+    _ids: list[str] | None = field(default=None, init=False, repr=False)
 
     name = "winobias"
     version = "1"
@@ -34,29 +43,45 @@ class WinobiasTask:
             raise ConfigError(f"unknown bias setting {self.setting!r}; choose one of {', '.join(SETTINGS)}")
         if self.split not in ("dev", "test"):
             raise ConfigError("WinoBias split must be dev or test")
+        check_limit_rule(self.limit_rule)
 
     def config(self) -> dict[str, Any]:
-        return {"setting": self.setting, "split": self.split, "limit_per_file": self.limit}
+        if self._ids is None:
+            self.build_samples()
+        return {"setting": self.setting, "split": self.split, "limit_per_file": self.limit,
+                "sample": sample_record(self.limit_rule, self.limit,
+                                        "per type: referent occupation; the same lines in the pro and anti file",
+                                        self._ids)}
+
+    def _items(self) -> list[WinobiasItem]:
+        """``limit`` minimal pairs per type: line N of the pro file and line N of the anti
+        file are the same sentence with the pronoun's gender swapped, so both are kept or
+        dropped together (the pro/anti gap is then a paired difference)."""
+        items = load_winobias(self.data_dir, self.split)
+        keep: set[tuple[int, str]] = set()
+        for kind in sorted({i.type for i in items}):
+            pro = [i for i in items if i.type == kind and i.stereotype == "pro"]
+            chosen = limit_items(pro, lambda i: i.referent, self.limit, self.seed, self.limit_rule)
+            keep |= {(kind, pair_line(i)) for i in chosen}
+        return [i for i in items if (i.type, pair_line(i)) in keep]
 
     def data_files(self) -> list[Path]:
         folder = self.data_dir / "winobias"
         return sorted(folder.glob(f"*_stereotyped_type*.txt.{self.split}"))
 
     def build_samples(self) -> list[Sample]:
-        counts: dict[tuple[str, int], int] = {}
         samples = []
-        for item in load_winobias(self.data_dir, self.split):
-            key = (item.stereotype, item.type)
-            if self.limit is not None and counts.get(key, 0) >= self.limit:
-                continue
-            counts[key] = counts.get(key, 0) + 1
+        items = self._items()
+        self._ids = [item.id for item in items]
+        for item in items:
             options = (f"the {item.referent}", f"the {item.other}")
             request = (
                 GenerationRequest(prompt=prompt(item), max_new_tokens=8, stop=("\n",))
                 if self.setting == "generative"
                 else LoglikelihoodRequest(prompt(item), tuple(f" {o}" for o in options))
             )
-            meta = {"stereotype": item.stereotype, "type": item.type, "options": list(options)}
+            meta = {"stereotype": item.stereotype, "type": item.type, "options": list(options),
+                    "pair": f"type{item.type}/{pair_line(item)}"}
             samples.append(Sample(item.id, "en", request, 0, meta))
         return samples
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -18,6 +18,7 @@ from rai_multi.aggregate import by_group
 from rai_multi.data.winogender import WinogenderItem, load_winogender
 from rai_multi.errors import ConfigError
 from rai_multi.records import GenerationRequest, LoglikelihoodRequest, Metric, Response, Sample
+from rai_multi.sampling import DEFAULT_LIMIT_RULE, check_limit_rule, limit_items, sample_record
 from rai_multi.scoring.bias import exact_match_ignoring_article
 from rai_multi.tasks.choice import SETTINGS, mc_fields
 
@@ -35,8 +36,10 @@ class WinogenderTask:
     data_dir: Path
     setting: str = "generative"
     shots: int = 0
-    limit: int | None = None
+    limit: int | None = None  # sentences in all, spread over occupations
     seed: int = 1234
+    limit_rule: str = DEFAULT_LIMIT_RULE
+    _ids: list[str] | None = field(default=None, init=False, repr=False)
 
     name = "winogender"
     version = "1"
@@ -44,9 +47,13 @@ class WinogenderTask:
     def __post_init__(self) -> None:
         if self.setting not in SETTINGS:
             raise ConfigError(f"unknown bias setting {self.setting!r}; choose one of {', '.join(SETTINGS)}")
+        check_limit_rule(self.limit_rule)
 
     def config(self) -> dict[str, Any]:
+        if self._ids is None:
+            self.build_samples()
         return {"setting": self.setting, "shots": self.shots, "limit": self.limit,
+                "sample": sample_record(self.limit_rule, self.limit, "occupation", self._ids),
                 "gotcha": "Rudinger et al.: referent contradicts the occupation's BLS majority gender"}
 
     def data_files(self) -> list[Path]:
@@ -65,7 +72,9 @@ class WinogenderTask:
     def build_samples(self) -> list[Sample]:
         items = load_winogender(self.data_dir)
         samples = []
-        for item in items[: self.limit]:
+        chosen = limit_items(items, lambda x: x.occupation, self.limit, self.seed, self.limit_rule)
+        self._ids = [item.id for item in chosen]
+        for item in chosen:
             prompt = self._prompt(item, items)
             options = (entity(item.occupation), entity(item.participant))
             request = (
