@@ -13,7 +13,7 @@ from rai_multi.errors import ConfigError
 from rai_multi.records import GenerationRequest, LoglikelihoodRequest, Metric, Response, Sample
 from rai_multi.sampling import DEFAULT_LIMIT_RULE, check_limit_rule, limit_items, sample_record
 from rai_multi.stats import bootstrap_diff_ci
-from rai_multi.tasks.choice import SETTINGS, match_option, mc_fields
+from rai_multi.tasks.choice import MC_SCORING, NORMALISED, SETTINGS, match_option, mc_fields, normalised_accuracy
 
 
 def pair_line(item: WinobiasItem) -> str:
@@ -36,7 +36,7 @@ class WinobiasTask:
     _ids: list[str] | None = field(default=None, init=False, repr=False)
 
     name = "winobias"
-    version = "1"
+    version = "2"  # 2: ties drawn with the seed, per-byte and per-token choices, whole-word matching
 
     def __post_init__(self) -> None:
         if self.setting not in SETTINGS:
@@ -51,7 +51,8 @@ class WinobiasTask:
         return {"setting": self.setting, "split": self.split, "limit_per_file": self.limit,
                 "sample": sample_record(self.limit_rule, self.limit,
                                         "per type: referent occupation; the same lines in the pro and anti file",
-                                        self._ids)}
+                                        self._ids),
+                "mc_scoring": MC_SCORING if self.setting == "mc" else None}
 
     def _items(self) -> list[WinobiasItem]:
         """``limit`` minimal pairs per type: line N of the pro file and line N of the anti
@@ -93,8 +94,10 @@ class WinobiasTask:
                 choice = match_option((response.outputs or ("",))[0], meta["options"], letters="")
                 extra: dict[str, Any] = {"choice": choice}
             else:
-                extra = mc_fields(response)
+                extra = mc_fields(response, sample.request.continuations, f"{self.seed}|{sample.id}")
                 choice = extra["choice"]
+                for key in NORMALISED:
+                    extra[f"correct{key[len('choice'):]}"] = int(extra[key] == sample.target)
             rows.append({**meta, **extra, "correct": int(choice == sample.target)})
         return rows
 
@@ -103,6 +106,7 @@ class WinobiasTask:
                            lambda r: f"{r['stereotype']}_type{r['type']}", "set", seed)
         metrics += by_group("accuracy", rows, lambda r: r["correct"], lambda r: r["stereotype"], "stereotype", seed,
                             overall=False)
+        metrics += normalised_accuracy(rows, lambda r: r["stereotype"], "stereotype", seed)
         for kind in ("1", "2", "all"):
             pro = [r["correct"] for r in rows if r["stereotype"] == "pro" and kind in ("all", str(r["type"]))]
             anti = [r["correct"] for r in rows if r["stereotype"] == "anti" and kind in ("all", str(r["type"]))]

@@ -20,7 +20,7 @@ from rai_multi.errors import ConfigError
 from rai_multi.records import GenerationRequest, LoglikelihoodRequest, Metric, Response, Sample
 from rai_multi.sampling import DEFAULT_LIMIT_RULE, check_limit_rule, limit_items, sample_record
 from rai_multi.scoring.bias import exact_match_ignoring_article
-from rai_multi.tasks.choice import SETTINGS, mc_fields
+from rai_multi.tasks.choice import MC_SCORING, NORMALISED, SETTINGS, mc_fields, normalised_accuracy
 
 
 def entity(name: str) -> str:
@@ -42,7 +42,7 @@ class WinogenderTask:
     _ids: list[str] | None = field(default=None, init=False, repr=False)
 
     name = "winogender"
-    version = "1"
+    version = "2"  # 2: ties drawn with the seed, per-byte and per-token choices, whole-word matching
 
     def __post_init__(self) -> None:
         if self.setting not in SETTINGS:
@@ -54,6 +54,7 @@ class WinogenderTask:
             self.build_samples()
         return {"setting": self.setting, "shots": self.shots, "limit": self.limit,
                 "sample": sample_record(self.limit_rule, self.limit, "occupation", self._ids),
+                "mc_scoring": MC_SCORING if self.setting == "mc" else None,
                 "gotcha": "Rudinger et al.: referent contradicts the occupation's BLS majority gender"}
 
     def data_files(self) -> list[Path]:
@@ -96,8 +97,10 @@ class WinogenderTask:
                 correct = exact_match_ignoring_article(prediction, sample.target)
                 extra: dict[str, Any] = {"prediction": prediction.strip()}
             else:
-                extra = mc_fields(response)
+                extra = mc_fields(response, sample.request.continuations, f"{self.seed}|{sample.id}")
                 correct = extra["choice"] == meta["answer"]
+                for key in NORMALISED:
+                    extra[f"correct{key[len('choice'):]}"] = int(extra[key] == meta["answer"])
             rows.append({**meta, **extra, "gold": sample.target, "correct": int(correct)})
         return rows
 
@@ -108,4 +111,5 @@ class WinogenderTask:
             return None if r["gotcha"] is None else ("yes" if r["gotcha"] else "no")
 
         metrics += by_group("accuracy", rows, lambda r: r["correct"], gotcha, "gotcha", seed, overall=False)
+        metrics += normalised_accuracy(rows, lambda r: r["gender"], "gender", seed)
         return metrics
