@@ -68,7 +68,7 @@ class MgsmTask:
     _ids: list[str] | None = field(default=None, init=False, repr=False)
 
     name = "mgsm"
-    version = "1"
+    version = "2"  # 2: unreadable numbers give no answer; "." and plain-space grouping per language config
 
     def __post_init__(self) -> None:
         self.prompting = self.setting  # the prompt format
