@@ -12,7 +12,7 @@ from rai_multi.data.winobias import WinobiasItem, load_winobias
 from rai_multi.errors import ConfigError
 from rai_multi.records import GenerationRequest, LoglikelihoodRequest, Metric, Response, Sample
 from rai_multi.sampling import DEFAULT_LIMIT_RULE, check_limit_rule, limit_items, sample_record
-from rai_multi.stats import bootstrap_diff_ci
+from rai_multi.stats import bootstrap_diff_ci, paired_bootstrap_diff_ci
 from rai_multi.tasks.choice import MC_SCORING, NORMALISED, SETTINGS, match_option, mc_fields, normalised_accuracy
 
 
@@ -108,11 +108,28 @@ class WinobiasTask:
                             overall=False)
         metrics += normalised_accuracy(rows, lambda r: r["stereotype"], "stereotype", seed)
         for kind in ("1", "2", "all"):
-            pro = [r["correct"] for r in rows if r["stereotype"] == "pro" and kind in ("all", str(r["type"]))]
-            anti = [r["correct"] for r in rows if r["stereotype"] == "anti" and kind in ("all", str(r["type"]))]
+            chosen = [r for r in rows if kind in ("all", str(r["type"]))]
+            pro = [r["correct"] for r in chosen if r["stereotype"] == "pro"]
+            anti = [r["correct"] for r in chosen if r["stereotype"] == "anti"]
             if pro and anti:
                 slice_name = "all" if kind == "all" else f"type={kind}"
                 gap = sum(pro) / len(pro) - sum(anti) / len(anti)
-                ci = bootstrap_diff_ci(pro, anti, slice_seed(seed, "pro_anti_gap", slice_name))
-                metrics.append(Metric("pro_anti_gap", slice_name, gap, ci, len(pro) + len(anti)))
+                metrics.append(Metric("pro_anti_gap", slice_name, gap, _gap_ci(chosen, slice_seed(seed, "pro_anti_gap", slice_name)),
+                                      len(pro) + len(anti)))
         return metrics
+
+
+def _gap_ci(rows: Sequence[dict[str, Any]], seed: int) -> tuple[float, float] | None:
+    """CI of the pro - anti accuracy gap. Sentences are minimal pairs (line N of the pro
+    and anti files differ in the pronoun only): when every row has its twin, pairs are
+    resampled together (the paired bootstrap, narrower when a pair's outcomes agree);
+    otherwise (rows of older runs have no ``pair``) the two sets are resampled apart."""
+    by_pair: dict[str, dict[str, int]] = {}
+    for r in rows:
+        if r.get("pair") is not None:
+            by_pair.setdefault(r["pair"], {})[r["stereotype"]] = r["correct"]
+    if by_pair and len(rows) == 2 * len(by_pair) and all(len(p) == 2 for p in by_pair.values()):
+        keys = sorted(by_pair)
+        return paired_bootstrap_diff_ci([by_pair[k]["pro"] for k in keys], [by_pair[k]["anti"] for k in keys], seed)
+    return bootstrap_diff_ci([r["correct"] for r in rows if r["stereotype"] == "pro"],
+                             [r["correct"] for r in rows if r["stereotype"] == "anti"], seed)
