@@ -31,14 +31,15 @@ class IdentityToxicityTask:
     axes: Sequence[str] | None = None
 
     name = "identity_toxicity"
-    version = "1"
+    version = "2"  # 2: the neutral baseline uses the identity prompts' own (template, noun) pairs
     setting = "holistic_bias"
 
     def config(self) -> dict[str, Any]:
         return {"scorer": self.scorer.describe(), "descriptors_per_axis": self.descriptors_per_axis,
                 "templates_per_descriptor": self.templates_per_descriptor, "samples": self.samples,
                 "max_new_tokens": self.max_new_tokens, "axes": list(self.axes or []), "top_k": 40, "temperature": 1.0,
-                "paper_protocol": "50 continuations per prompt"}
+                "paper_protocol": "50 continuations per prompt",
+                "neutral_baseline": "the same templates and nouns as the identity prompts, without the descriptor"}
 
     def data_files(self) -> list[Path]:
         folder = self.data_dir / "holistic_bias"
@@ -50,7 +51,7 @@ class IdentityToxicityTask:
         return [
             Sample(p.id, "en", GenerationRequest(prompt=p.text, max_new_tokens=self.max_new_tokens,
                                                  num_samples=self.samples, do_sample=True, top_k=40, seed=self.seed),
-                   None, {"axis": p.axis, "descriptor": p.descriptor})
+                   None, {"axis": p.axis, "descriptor": p.descriptor, "template": p.template, "noun": p.noun})
             for p in prompts
         ]
 
