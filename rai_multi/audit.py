@@ -84,7 +84,8 @@ def _bias(o: dict[str, Any], c: Context, adapter: ModelAdapter) -> list[Any]:
     names = o.get("benchmarks", ["winogender", "winobias", "bbq", "crows_pairs"])
     setting = o.get("setting", "mc")
     return [build_bias_task(b, c.data_dir, "mc" if b == "crows_pairs" else setting, c.limit or o.get("limit"),
-                            o.get("shots", 0), c.seed, o.get("limit_rule", "stratified"), o.get("categories"))
+                            o.get("shots", 0), c.seed, o.get("limit_rule", "stratified"), o.get("categories"),
+                            o.get("prompt", "default"))
             for b in names]
 
 

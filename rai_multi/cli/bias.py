@@ -25,22 +25,33 @@ LimitOpt = typer.Option(None, "--limit", min=1, help="At most N items: per BBQ c
                                                     "pairs per type), Winogender sentences, CrowS-Pairs pairs.")
 
 
+PromptOpt = typer.Option("default", "--prompt",
+                         help="Prompt variant of the mc setting: default (rai-multi's) or lmeval (lm-evaluation-harness's "
+                              "Winogender, BBQ and CrowS-Pairs formats).")
+
+
 def build_bias_task(benchmark: str, data_dir: Path, setting: str, limit: Optional[int], shots: int = 0, seed: int = 1234,
-                    limit_rule: str = "stratified", categories: Optional[list[str]] = None):
+                    limit_rule: str = "stratified", categories: Optional[list[str]] = None, prompt: str = "default"):
     """The task object of one bias benchmark (explicit table, no registry)."""
     if benchmark == "winogender":
-        return WinogenderTask(data_dir, setting=setting, shots=shots, limit=limit, seed=seed, limit_rule=limit_rule)
+        return WinogenderTask(data_dir, setting=setting, shots=shots, limit=limit, seed=seed, limit_rule=limit_rule,
+                              prompt=prompt)
     if benchmark == "winobias":
+        if prompt != "default":
+            raise ConfigError(f"prompt variant {prompt!r} exists for winogender, bbq and crows_pairs only; "
+                              "leave winobias out of --benchmarks")
         return WinobiasTask(data_dir, setting=setting, limit=limit, seed=seed, limit_rule=limit_rule)
     if benchmark == "bbq":
-        return BbqTask(data_dir, setting=setting, limit=limit, seed=seed, limit_rule=limit_rule, categories=categories)
+        return BbqTask(data_dir, setting=setting, limit=limit, seed=seed, limit_rule=limit_rule, categories=categories,
+                       prompt=prompt)
     if benchmark == "crows_pairs":
-        return CrowsPairsTask(data_dir, setting="mc", limit=limit, seed=seed, limit_rule=limit_rule)
+        return CrowsPairsTask(data_dir, setting="mc", limit=limit, seed=seed, limit_rule=limit_rule, prompt=prompt)
     raise ConfigError(f"unknown bias benchmark {benchmark!r}; choose from {', '.join(BENCHMARKS)}")
 
 
 def _tasks(benchmarks: str, data_dir: Optional[Path], setting: str, limit: Optional[int], shots: int, seed: int,
-           generative_only: bool = False, limit_rule: str = "stratified", categories: Optional[str] = None):
+           generative_only: bool = False, limit_rule: str = "stratified", categories: Optional[str] = None,
+           prompt: str = "default"):
     names = [b.strip() for b in benchmarks.split(",") if b.strip()]
     root = resolve_data_dir(data_dir)
     tasks = []
@@ -48,9 +59,9 @@ def _tasks(benchmarks: str, data_dir: Optional[Path], setting: str, limit: Optio
         if name == "crows_pairs" and (setting == "generative" or generative_only):
             if generative_only:
                 raise ConfigError("crows_pairs compares sentence likelihoods: it cannot be scored from predictions")
-            tasks.append(build_bias_task(name, root, "mc", limit, shots, seed, limit_rule))
+            tasks.append(build_bias_task(name, root, "mc", limit, shots, seed, limit_rule, prompt=prompt))
             continue
-        tasks.append(build_bias_task(name, root, setting, limit, shots, seed, limit_rule, split_list(categories)))
+        tasks.append(build_bias_task(name, root, setting, limit, shots, seed, limit_rule, split_list(categories), prompt))
     return tasks
 
 
@@ -62,6 +73,7 @@ def eval_bias(
     limit: Optional[int] = LimitOpt,
     limit_rule: str = LimitRuleOpt,
     categories: Optional[str] = CategoriesOpt,
+    prompt: str = PromptOpt,
     batch_size: str = common.BatchOpt,
     name: Optional[str] = common.NameOpt,
     out: Path = common.OutOpt,
@@ -72,7 +84,8 @@ def eval_bias(
     no_cache: bool = common.NoCacheOpt,
 ) -> None:
     """Evaluate a model on Winogender, WinoBias, BBQ and CrowS-Pairs (authors' metrics)."""
-    tasks = _tasks(benchmarks, data_dir, setting, limit, shots, seed, limit_rule=limit_rule, categories=categories)
+    tasks = _tasks(benchmarks, data_dir, setting, limit, shots, seed, limit_rule=limit_rule, categories=categories,
+                   prompt=prompt)
     for task in tasks:
         common.check_data_files(task)
     adapter = common.load_adapter(model, batch_size, dtype, chat_template)

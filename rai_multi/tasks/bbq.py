@@ -27,6 +27,7 @@ from rai_multi.records import GenerationRequest, LoglikelihoodRequest, Metric, R
 from rai_multi.sampling import DEFAULT_LIMIT_RULE, check_limit_rule, limit_items, sample_record
 from rai_multi.scoring import bias
 from rai_multi.stats import bootstrap_statistic_ci
+from rai_multi.tasks.prompt_variants import DEFAULT_PROMPT, bbq_lmeval, check_prompt, run_setting
 from rai_multi.tasks.choice import MC_SCORING, NORMALISED, SETTINGS, _norm, match_option, mc_fields
 
 
@@ -54,6 +55,7 @@ class BbqTask:
     limit: int | None = None  # per category
     seed: int = 1234
     limit_rule: str = DEFAULT_LIMIT_RULE
+    prompt: str = DEFAULT_PROMPT  # "lmeval": lm-evaluation-harness's format (mc only)
     _ids: list[str] | None = field(default=None, init=False, repr=False)
 
     name = "bbq"
@@ -63,6 +65,8 @@ class BbqTask:
         if self.setting not in SETTINGS:
             raise ConfigError(f"unknown bias setting {self.setting!r}; choose one of {', '.join(SETTINGS)}")
         check_limit_rule(self.limit_rule)
+        check_prompt(self.prompt, self.setting)
+        self.setting = run_setting(self.setting, self.prompt)
 
     def chosen_categories(self) -> list[str]:
         """The named categories, else the full-BBQ ones (bbq_lite only when named, or when
@@ -74,12 +78,12 @@ class BbqTask:
         sources = bbq_sources(self.data_dir)
         if self._ids is None:
             self.build_samples()
-        return {"setting": self.setting, "categories": chosen, "limit_per_category": self.limit,
+        return {"setting": self.setting, "prompt": self.prompt, "categories": chosen, "limit_per_category": self.limit,
                 "category_sources": {c: sources.get(c) for c in chosen},
                 "sample": sample_record(self.limit_rule, self.limit,
                                         "per category: question_index x context_condition x question_polarity",
                                         self._ids),
-                "mc_scoring": MC_SCORING if self.setting == "mc" else None,
+                "mc_scoring": MC_SCORING if self.setting != "generative" else None,
                 "bias_score_scale": "-1..1 (x100 in the BBQ paper)"}
 
     def data_files(self) -> list[Path]:
@@ -102,20 +106,25 @@ class BbqTask:
         items = self._items()
         self._ids = [item.id for item in items]
         for item in items:
-            generative = self.setting == "generative"
-            request = (
-                GenerationRequest(prompt=_prompt(item, True), max_new_tokens=16, stop=("\n",))
-                if generative
-                else LoglikelihoodRequest(_prompt(item, False), tuple(f" {a}" for a in item.answers))
-            )
+            unknown = bias.bbq_unknown_index(item.answer_info)
+            answer_of = [0, 1, 2]  # the answer each continuation stands for
+            if self.setting == "generative":
+                request: GenerationRequest | LoglikelihoodRequest = GenerationRequest(
+                    prompt=_prompt(item, True), max_new_tokens=16, stop=("\n",))
+            elif self.prompt == "lmeval":
+                context, continuations, answer_of = bbq_lmeval(item.context, item.question, item.answers, unknown)
+                request = LoglikelihoodRequest(context, continuations)
+            else:
+                request = LoglikelihoodRequest(_prompt(item, False), tuple(f" {a}" for a in item.answers))
             meta = {
                 "category": item.category,
                 "condition": item.context_condition,
                 "polarity": item.question_polarity,
                 "label_type": item.label_type,
                 "target": bias.bbq_target_index(item.answer_info, item.stereotyped_groups, item.category),
-                "unknown": bias.bbq_unknown_index(item.answer_info),
+                "unknown": unknown,
                 "answers": list(item.answers),
+                "answer_of": answer_of,
             }
             samples.append(Sample(item.id, "en", request, item.label, meta))
         return samples
@@ -138,6 +147,9 @@ class BbqTask:
                 extra: dict[str, Any] = {"choice": pred}
             else:
                 extra = mc_fields(response, sample.request.continuations, f"{self.seed}|{sample.id}")
+                answer_of = meta.get("answer_of", [0, 1, 2])
+                for key in ("choice", *NORMALISED):  # continuation index -> answer index
+                    extra[key] = None if extra[key] is None else answer_of[extra[key]]
                 pred = extra["choice"]
                 for key in NORMALISED:
                     extra.update(self._judged(extra[key], sample, key[len("choice"):]))

@@ -22,6 +22,7 @@ from rai_multi.errors import ConfigError
 from rai_multi.records import LoglikelihoodRequest, Metric, Response, Sample
 from rai_multi.sampling import DEFAULT_LIMIT_RULE, check_limit_rule, limit_items, sample_record
 from rai_multi.scoring.bias import crows_prefers_more
+from rai_multi.tasks.prompt_variants import DEFAULT_PROMPT, check_prompt, run_setting
 
 
 @dataclass
@@ -31,6 +32,7 @@ class CrowsPairsTask:
     limit: int | None = None  # pairs in all, spread over bias types
     seed: int = 1234
     limit_rule: str = DEFAULT_LIMIT_RULE
+    prompt: str = DEFAULT_PROMPT  # "lmeval" sends the same requests (see tasks.prompt_variants)
     _ids: list[str] | None = field(default=None, init=False, repr=False)
 
     name = "crows_pairs"
@@ -40,11 +42,13 @@ class CrowsPairsTask:
         if self.setting != "mc":
             raise ConfigError("CrowS-Pairs compares sentence likelihoods: only the 'mc' setting exists")
         check_limit_rule(self.limit_rule)
+        check_prompt(self.prompt, self.setting)
+        self.setting = run_setting(self.setting, self.prompt)
 
     def config(self) -> dict[str, Any]:
         if self._ids is None:
             self.build_samples()
-        return {"setting": self.setting, "limit": self.limit,
+        return {"setting": self.setting, "prompt": self.prompt, "limit": self.limit,
                 "sample": sample_record(self.limit_rule, self.limit, "bias_type", self._ids),
                 "scoring": "whole-sentence log-likelihood (sum of token log-probs)", "scale": "0-100, 50 unbiased"}
 

@@ -20,6 +20,7 @@ from rai_multi.errors import ConfigError
 from rai_multi.records import GenerationRequest, LoglikelihoodRequest, Metric, Response, Sample
 from rai_multi.sampling import DEFAULT_LIMIT_RULE, check_limit_rule, limit_items, sample_record
 from rai_multi.scoring.bias import exact_match_ignoring_article
+from rai_multi.tasks.prompt_variants import DEFAULT_PROMPT, check_prompt, run_setting, winogender_lmeval
 from rai_multi.tasks.choice import MC_SCORING, NORMALISED, SETTINGS, mc_fields, normalised_accuracy
 
 
@@ -39,6 +40,7 @@ class WinogenderTask:
     limit: int | None = None  # sentences in all, spread over occupations
     seed: int = 1234
     limit_rule: str = DEFAULT_LIMIT_RULE
+    prompt: str = DEFAULT_PROMPT  # "lmeval": lm-evaluation-harness's format (mc only)
     _ids: list[str] | None = field(default=None, init=False, repr=False)
 
     name = "winogender"
@@ -48,13 +50,17 @@ class WinogenderTask:
         if self.setting not in SETTINGS:
             raise ConfigError(f"unknown bias setting {self.setting!r}; choose one of {', '.join(SETTINGS)}")
         check_limit_rule(self.limit_rule)
+        check_prompt(self.prompt, self.setting)
+        if self.prompt == "lmeval" and self.shots:
+            raise ConfigError("the lmeval Winogender format is zero-shot: use --shots 0")
+        self.setting = run_setting(self.setting, self.prompt)
 
     def config(self) -> dict[str, Any]:
         if self._ids is None:
             self.build_samples()
-        return {"setting": self.setting, "shots": self.shots, "limit": self.limit,
+        return {"setting": self.setting, "prompt": self.prompt, "shots": self.shots, "limit": self.limit,
                 "sample": sample_record(self.limit_rule, self.limit, "occupation", self._ids),
-                "mc_scoring": MC_SCORING if self.setting == "mc" else None,
+                "mc_scoring": MC_SCORING if self.setting != "generative" else None,
                 "gotcha": "Rudinger et al.: referent contradicts the occupation's BLS majority gender"}
 
     def data_files(self) -> list[Path]:
@@ -78,11 +84,13 @@ class WinogenderTask:
         for item in chosen:
             prompt = self._prompt(item, items)
             options = (entity(item.occupation), entity(item.participant))
-            request = (
-                GenerationRequest(prompt=prompt, max_new_tokens=8, stop=("\n",))
-                if self.setting == "generative"
-                else LoglikelihoodRequest(prompt, tuple(f" {o}" for o in options))
-            )
+            if self.prompt == "lmeval":
+                request: GenerationRequest | LoglikelihoodRequest = LoglikelihoodRequest(
+                    *winogender_lmeval(item.sentence, item.pronoun, item.occupation, item.participant))
+            elif self.setting == "generative":
+                request = GenerationRequest(prompt=prompt, max_new_tokens=8, stop=("\n",))
+            else:
+                request = LoglikelihoodRequest(prompt, tuple(f" {o}" for o in options))
             meta = {"gender": item.gender, "gotcha": item.gotcha, "occupation": item.occupation,
                     "options": list(options), "answer": item.answer}
             samples.append(Sample(item.id, "en", request, entity(item.referent), meta))
