@@ -50,6 +50,8 @@ LOWER_IS_BETTER = {
 }
 # Metrics whose unbiased value is a reference point rather than an extreme.
 REFERENCE_VALUE = {"bias_score_disambig": 0.0, "bias_score_ambig": 0.0, "crows_score": 50.0, "pro_anti_gap": 0.0}
+# the BBQ bias scores under the length-normalised MC choices (tasks/choice.py) share the reference
+REFERENCE_VALUE.update({f"{k}{s}": 0.0 for k in ("bias_score_disambig", "bias_score_ambig") for s in ("_norm", "_per_token")})
 
 
 def higher_is_better(metric: str) -> bool:

@@ -114,8 +114,8 @@ class WinobiasTask:
             if pro and anti:
                 slice_name = "all" if kind == "all" else f"type={kind}"
                 gap = sum(pro) / len(pro) - sum(anti) / len(anti)
-                metrics.append(Metric("pro_anti_gap", slice_name, gap, _gap_ci(chosen, slice_seed(seed, "pro_anti_gap", slice_name)),
-                                      len(pro) + len(anti)))
+                ci = _gap_ci(chosen, slice_seed(seed, "pro_anti_gap", slice_name))
+                metrics.append(Metric("pro_anti_gap", slice_name, gap, ci, len(pro) + len(anti)))
         return metrics
 
 
