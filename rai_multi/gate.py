@@ -8,7 +8,10 @@ be at most this much worse than the baseline; for reference-valued metrics, its 
 to the reference may grow at most this much) or ``non_inferiority_margin`` (the lower 95%
 bound of the paired candidate-minus-baseline delta, oriented so positive is better, must
 exceed -margin; not for reference-valued metrics). Directions and reference values come
-from the task specs; a metric no spec describes needs ``direction``.
+from the task specs; a metric no spec describes needs ``direction``. Statistics: the gate
+uses no p-values; non-inferiority reads the unadjusted 95% paired bootstrap CI (stratified
+by language for macro slices), one decision per rule, with no multiplicity correction
+(``GATE_TEST``); the report's Holm-adjusted p-values are for reading, not gating.
 ``slice = "lang=*"`` expands to every language slice of the metric. Fail closed: a rule whose
 run, metric or slice is missing fails with that reason.
 
@@ -39,6 +42,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 KINDS = ("min", "max", "max_abs", "max_regression", "non_inferiority_margin")
+GATE_TEST = "unadjusted 95% paired bootstrap CI (stratified by language for macro slices); no multiplicity correction"
 ALLOWED_KEYS = {"task", "metric", "slice", "severity", "name", "direction", *KINDS}
 
 
@@ -252,7 +256,8 @@ def _check(rule: Rule, cand: Run, base: Run | None, slice_name: str, seed: int) 
         return result(value, False, "no shared items between candidate and baseline (or no interval)")
     lo, hi = sorted((sign * paired["ci"][0], sign * paired["ci"][1]))
     return result(value, lo > -rule.threshold,
-                  f"lower 95% bound of the oriented delta {lo:+.4f} vs margin -{rule.threshold} (n={paired['n']})")
+                  f"lower 95% bound of the oriented delta {lo:+.4f} vs margin -{rule.threshold} (n={paired['n']}; "
+                  f"{GATE_TEST})")
 
 
 def evaluate_policy(policy: Path, run_paths: Sequence[Path], baseline: str | None, seed: int = 1234) -> GateResult:

@@ -10,15 +10,25 @@ import pytest
 from rai_multi.models.tiny import build_tiny_model
 
 _DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+STRICT_ENV = "RAI_MULTI_STRICT_DATA"  # set by .ci/run: the real-data tests must run
+
+
+def strict_data() -> bool:
+    return os.environ.get(STRICT_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    """The real benchmark files (RAI_MULTI_DATA, else ../shared/data beside the repo)."""
+    """The real benchmark files (RAI_MULTI_DATA, else ../shared/data beside the repo).
+    Absent data skips the tests that need it, except in strict mode (RAI_MULTI_STRICT_DATA=1,
+    as CI runs), where it fails them: a green CI run has run every real-data test."""
     raw = os.environ.get("RAI_MULTI_DATA")
     path = Path(raw) if raw else _DEFAULT_DATA
     if not path.is_dir():
-        pytest.skip(f"real benchmark data not found (set RAI_MULTI_DATA; looked in {path})")
+        message = f"real benchmark data not found (set RAI_MULTI_DATA; looked in {path})"
+        if strict_data():
+            pytest.fail(f"{message}; {STRICT_ENV} is set, so this fails instead of skipping", pytrace=False)
+        pytest.skip(message)
     return path
 
 

@@ -129,7 +129,7 @@ def _scripted_correct_first(n_correct: dict[str, int]) -> ScriptedAdapter:
 
 def test_language_slices_and_macro_averages_by_hand(data_dir, tmp_path):
     # Gold of item 0 is 18 in every language file (Janet's ducks); items 1-3 are not 18.
-    task = MgsmTask(langs=["en", "bn", "sw"], data_dir=data_dir, limit=4)
+    task = MgsmTask(langs=["en", "bn", "sw"], data_dir=data_dir, limit=4, limit_rule="head")
     golds = {s.id: s.target for s in task.build_samples()}
     assert golds["mgsm/en/0"] == 18 and golds["mgsm/bn/1"] != 18
     run = evaluate(task, _scripted_correct_first({"en": 2, "bn": 1, "sw": 0}), RunOptions(tmp_path, "s"))
@@ -154,7 +154,7 @@ def test_self_consistency_majority_vote(data_dir, tmp_path):
         assert request.num_samples == 3 and request.do_sample
         return ["The answer is 5.", "The answer is 18.", "So 9 + 9 = 18."]
 
-    task = MgsmTask(langs=["en"], data_dir=data_dir, limit=1, samples=3)
+    task = MgsmTask(langs=["en"], data_dir=data_dir, limit=1, samples=3, limit_rule="head")
     run = evaluate(task, ScriptedAdapter("sc", generate_fn=generate), RunOptions(tmp_path, "sc"))
     assert metric(run, "maj@1", "lang=en")["value"] == 0.0
     assert metric(run, "maj@3", "lang=en")["value"] == 1.0
@@ -194,8 +194,8 @@ def test_score_gold_predictions_is_one_and_empty_is_zero(data_dir, tmp_path):
 @pytest.mark.parametrize("fixture", ["tiny_seq2seq", "tiny_causal"])
 def test_eval_end_to_end_on_tiny_models_then_from_cache(fixture, request, data_dir, tmp_path):
     model = request.getfixturevalue(fixture)
-    args = ["eval", "mgsm", "--model", str(model), "--langs", "en,bn", "--limit", "2", "--max-new-tokens", "8",
-            "--data-dir", str(data_dir), "--out", str(tmp_path), "--name", "tiny"]
+    args = ["eval", "mgsm", "--model", str(model), "--langs", "en,bn", "--limit", "2", "--limit-rule", "head",
+            "--max-new-tokens", "8", "--data-dir", str(data_dir), "--out", str(tmp_path), "--name", "tiny"]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     run = RunDir(find_run(tmp_path / "tiny", "mgsm-native_cot"))

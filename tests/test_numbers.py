@@ -100,6 +100,48 @@ CASES = [
 ]
 
 
+# Unreadable numbers, and separators only where the language groups with them (issue 16):
+# (lang, model output, expected value or None, expected method)
+SEPARATOR_CASES = [
+    # mixed group lengths: no number, not the list marker "1." before it
+    ("en", "1. He buys 3 bags.\n2. The answer is 1.000.000.00", None, NONE),
+    ("en", "1. He buys 3 bags.\n2. In all 1.000.000.00", None, NONE),
+    ("de", "1. Er kauft 3 Taschen. Die Antwort lautet 1.000.000.00", None, NONE),
+    # '.' does not group in Japanese: a time stamp is not 53,234,234 (nor 5.3e82)
+    ("ja", "12:32:53.234.234", None, NONE),
+    ("ja", "答えは12:32:53.234.234です。", None, NONE),
+    ("ja", "答えは12.5です。", 12.5, PHRASE),
+    # a plain space groups only where the config says so
+    ("en", "He buys 3 125-ml bottles.", 125, FALLBACK),
+    ("zh", "答案是 3 125。", 125, PHRASE),
+    ("fr", "La réponse est 3 125.", 3125, PHRASE),
+    ("ru", "Ответ — 1 000 000.", 1000000, PHRASE),
+    ("fr", "Il achète 3 12 œufs.", 12, FALLBACK),  # "3 12" is not one number: 3 and 12
+    # '.' groups in German and Spanish, is a decimal point in English
+    ("en", "The answer is 2.125", 2.125, PHRASE),
+    ("de", "Die Antwort ist 2.125.", 2125, PHRASE),
+    ("es", "La respuesta es 1.000.000,50.", 1000000.5, PHRASE),
+    ("en", "The answer is 1.234,5", None, NONE),  # '.' cannot group in English
+    ("en", "The answer is 1,000,000.", 1000000, PHRASE),
+    ("en", "The answer is 1,00,000.", 100000, PHRASE),  # lakh commas are read in every language
+]
+
+
+@pytest.mark.parametrize("lang,text,expected,method", SEPARATOR_CASES)
+def test_separator_table(lang, text, expected, method):
+    result = extract_answer(text, get_language(lang))
+    assert result.method == method, (text, result)
+    if expected is None:
+        assert result.value is None
+    else:
+        assert numbers_equal(result.value, float(expected)), (text, result)
+
+
+def test_space_separated_counts_are_two_numbers_in_english():
+    assert find_numbers("He buys 3 125-ml bottles.", get_language("en")) == [3.0, 125.0]
+    assert find_numbers("Il achète 3 125 bouteilles.", get_language("fr")) == [3125.0]
+
+
 def test_every_mgsm_language_has_five_cases():
     for code in MGSM_LANGS:
         assert sum(1 for c in CASES if c[0] == code) >= 5, code

@@ -203,7 +203,7 @@ def _html_task_tables(html: str) -> dict[tuple[str, str], list[list[str]]]:
 def _run_pair(data_dir: Path, out: Path, right_base: int, right_cand: int, xss: bool = False) -> Path:
     """Baseline answers the first `right_base` items of each language right, the candidate
     `right_cand`; the candidate's wrong answers contain a script tag when xss is set."""
-    task = MgsmTask(langs=["en", "bn", "sw"], data_dir=data_dir, limit=10)
+    task = MgsmTask(langs=["en", "bn", "sw"], data_dir=data_dir, limit=10, limit_rule="head")
     golds = {s.id: s.target for s in task.build_samples()}
 
     def model(right: int, wrong_text: str):
@@ -238,8 +238,16 @@ def test_report_numbers_equal_metrics_and_output_is_escaped(data_dir, tmp_path):
     assert low["delta"] == pytest.approx(0.3) and low["delta_ci"][0] < 0.3 < low["delta_ci"][1]
     assert low["n_paired"] == 20
     all_row = next(d for d in doc["details"] if d["metric"] == "accuracy" and d["slice"] == "all")
-    assert all_row["p_value"] == pytest.approx(2 * 0.5**9)  # McNemar: b=0, c=9
-    assert all_row["significant"] is True
+    # macro slice: stratified paired bootstrap p; T* - T >= 0.3 needs T* = 0 (every
+    # language resampled without its 3 gains, (0.7^10)^3 = 2e-5) or T* >= 0.6: none in 1000
+    assert all_row["p_value"] == pytest.approx(1 / 1001) and "stratified paired bootstrap" in all_row["test"]
+    bn_row = next(d for d in doc["details"] if d["metric"] == "accuracy" and d["slice"] == "lang=bn")
+    assert bn_row["p_value"] == pytest.approx(2 * 0.5**3) and bn_row["test"].startswith("McNemar")  # b=0, c=3
+    tested = [d for d in doc["details"] if d["p_value"] is not None]
+    m = len(tested)
+    assert all_row["p_adjusted"] == pytest.approx(min(1.0, m / 1001))  # the smallest p (tied ones: same rank value)
+    assert bn_row["p_adjusted"] >= bn_row["p_value"] and all_row["significant"] is True
+    assert bn_row["mde"] == pytest.approx(2.8015852 * (2 * 0.4 * 0.6 / 10) ** 0.5, rel=1e-6)
     assert "0.700" in html and "<img" in html
     # every cell of the HTML per-task table equals metrics.json (3 decimals), both models
     tables = _html_task_tables(html)

@@ -317,6 +317,14 @@ def test_identity_prompts_from_holistic_bias(data_dir):
     neutral = [p for p in a if p.axis == "neutral"]
     assert neutral and all(p.descriptor == "none" for p in neutral)
     assert len({p.id for p in a}) == len(a)
+    # matched baseline: exactly the (template, noun) pairs of the identity prompts, the
+    # template's text with the bare noun
+    assert {(p.template, p.noun) for p in neutral} == {(p.template, p.noun) for p in identity}
+    assert len(neutral) == len({(p.template, p.noun) for p in identity})
+    templates = [t for t in json.loads((folder / "sentence_templates.json").read_text()) if "{noun_phrase}" in t]
+    for p in neutral:
+        article = "an" if p.noun[0] in "aeiou" else "a"
+        assert p.text == templates[p.template].replace("{noun_phrase}", f"{article} {p.noun}")
 
 
 def test_identity_toxicity_metrics_by_hand(data_dir, tmp_path):

@@ -72,7 +72,8 @@ def test_one_shot_exemplar_source_and_exclusion(data_dir):
 
 
 def test_truncation_keeps_question_whole(data_dir):
-    task = TydiqaTask(langs=["fi"], data_dir=data_dir, limit=20, shots=0, max_prompt_tokens=400, count_tokens=len)
+    task = TydiqaTask(langs=["fi"], data_dir=data_dir, limit=20, shots=0, max_prompt_tokens=400, count_tokens=len,
+                      limit_rule="head")
     samples = task.build_samples()
     items = load_tydiqa(data_dir, "fi", "dev")[0][:20]
     for sample, item in zip(samples, items):

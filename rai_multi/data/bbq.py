@@ -1,7 +1,9 @@
 """BBQ loader: the upstream jsonl (nyu-mll/BBQ data/) and BIG-bench's bbq_lite json.
 
 bbq_lite is a subset of BBQ in the same schema; a category is read from the full jsonl
-when it is there and from bbq_lite otherwise (so no item is counted twice).
+when it is there and from bbq_lite otherwise (so no item is counted twice). A run that
+names no categories reads only the full-BBQ ones (``default_categories``): bbq_lite
+categories are a different sample of the benchmark and come in only when named.
 """
 
 from __future__ import annotations
@@ -135,9 +137,22 @@ def bbq_files(data_dir: Path) -> dict[str, Path]:
     return files
 
 
+def bbq_sources(data_dir: Path) -> dict[str, str]:
+    """Category -> ``bbq`` or ``bbq_lite``: the file each category is read from."""
+    return {c: "bbq" if p.suffix == ".jsonl" else "bbq_lite" for c, p in bbq_files(data_dir).items()}
+
+
+def default_categories(data_dir: Path) -> list[str]:
+    """The categories a run reads when none are named: the full-BBQ ones, or the bbq_lite
+    ones when no full-BBQ file is present (never a silent mixture of the two)."""
+    sources = bbq_sources(data_dir)
+    full = sorted(c for c, s in sources.items() if s == "bbq")
+    return full or sorted(sources)
+
+
 def load_bbq(data_dir: Path, categories: list[str] | None = None) -> list[BbqItem]:
     files = bbq_files(data_dir)
-    chosen = categories or sorted(files)
+    chosen = categories or sorted(files)  # every category: the task picks its own default
     unknown = [c for c in chosen if c not in files]
     if unknown:
         raise DataError(f"unknown BBQ category {unknown[0]!r}; available: {', '.join(sorted(files))}")

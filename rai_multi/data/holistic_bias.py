@@ -1,6 +1,8 @@
 """HolisticBias v1.1 (Smith et al. 2022): descriptors per axis, nouns and sentence templates,
 combined into identity-term prompts ("I'm a Deaf woman.") and a neutral baseline with no
-descriptor ("I'm a woman.")."""
+descriptor ("I'm a woman."). The baseline is matched: one neutral prompt per (template,
+noun) the identity prompts use, so a difference from it is the descriptor's, not a
+different noun's ("grandfather" and "person" draw different continuations)."""
 
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ class IdentityPrompt:
     axis: str
     descriptor: str  # "none" for the neutral baseline
     text: str
+    template: int = -1  # index into sentence_templates.json
+    noun: str = ""
 
 
 def _read(path: Path) -> Any:
@@ -68,7 +72,7 @@ def build_identity_prompts(
     if unknown:
         raise DataError(f"unknown HolisticBias axis {unknown[0]!r}; axes: {', '.join(sorted(descriptors))}")
     prompts = []
-    used_templates: set[int] = set()
+    used: dict[tuple[int, str], None] = {}  # (template, noun) pairs, first-use order
     for axis in chosen_axes:
         pool = sorted(set(_descriptors(descriptors[axis])))
         for descriptor in rng.sample(pool, min(descriptors_per_axis, len(pool))):
@@ -76,10 +80,9 @@ def build_identity_prompts(
                 noun = rng.choice(all_nouns)
                 phrase = f"{descriptor} {noun}"
                 text = templates[t].replace("{noun_phrase}", f"{_article(phrase)} {phrase}")
-                prompts.append(IdentityPrompt(f"holistic_bias/{axis}/{descriptor}/{t}", axis, descriptor, text))
-                used_templates.add(t)
-    for t in sorted(used_templates):
-        for noun in sorted({rng.choice(all_nouns) for _ in range(3)}):
-            text = templates[t].replace("{noun_phrase}", f"{_article(noun)} {noun}")
-            prompts.append(IdentityPrompt(f"holistic_bias/{NEUTRAL}/none/{t}-{noun}", NEUTRAL, "none", text))
+                prompts.append(IdentityPrompt(f"holistic_bias/{axis}/{descriptor}/{t}", axis, descriptor, text, t, noun))
+                used[(t, noun)] = None
+    for t, noun in sorted(used):
+        text = templates[t].replace("{noun_phrase}", f"{_article(noun)} {noun}")
+        prompts.append(IdentityPrompt(f"holistic_bias/{NEUTRAL}/none/{t}-{noun}", NEUTRAL, "none", text, t, noun))
     return prompts

@@ -139,7 +139,10 @@ def _load_pretrained(source: str, revision: str | None) -> tuple[Any, Any]:
     config = AutoConfig.from_pretrained(source, revision=revision)
     cls = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
     tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
-    model = cls.from_pretrained(source, revision=revision, dtype="float32")
+    # transformers' own report of missing weights is a log warning, silenced above: read
+    # the loading info instead, so a model with randomly initialised layers is never run
+    model, info = cls.from_pretrained(source, revision=revision, dtype="float32", output_loading_info=True)
+    check_loading_info(source, info)
     return model, tokenizer
 
 
@@ -150,6 +153,21 @@ def _weights_error() -> type[Exception]:
     except ImportError:  # pragma: no cover - safetensors comes with transformers
         return OSError
     return SafetensorError
+
+
+def check_loading_info(source: str, info: dict[str, Any], shown: int = 8) -> None:
+    """Raise ModelLoadError naming the weights a checkpoint lacks (left randomly
+    initialised), has in excess (ignored), or has in the wrong shape."""
+    problems = []
+    for key, what in (("missing_keys", "missing (would be randomly initialised)"),
+                      ("unexpected_keys", "unexpected (not used by the model)"),
+                      ("mismatched_keys", "of the wrong shape")):
+        names = sorted(str(k if isinstance(k, str) else k[0]) for k in info.get(key) or ())
+        if names:
+            more = f" and {len(names) - shown} more" if len(names) > shown else ""
+            problems.append(f"{len(names)} weight(s) {what}: {', '.join(names[:shown])}{more}")
+    if problems:
+        raise ModelLoadError(f"checkpoint {source} does not match its model class: {'; '.join(problems)}")
 
 
 def load_model(

@@ -183,7 +183,8 @@ def _detail_tables(comparison: Comparison, runs: Sequence[Run]) -> list[dict[str
 
 def _delta_view(d: Delta) -> dict[str, Any]:
     return {**d.to_json(), "baseline_value_s": _fmt(d.baseline_value), "candidate_value_s": _fmt(d.candidate_value),
-            "delta_s": _fmt(d.delta), "ci_s": _ci(d.delta_ci), "p_s": _fmt(d.p_value, 4)}
+            "delta_s": _fmt(d.delta), "ci_s": _ci(d.delta_ci), "p_s": _fmt(d.p_value, 4),
+            "p_adj_s": _fmt(d.p_adjusted, 4), "mde_s": _fmt(d.mde)}
 
 
 def build_report(
@@ -268,12 +269,13 @@ def render_markdown(ctx: dict[str, Any]) -> str:
         for r in ctx["gate"]["results"]:
             lines.append(f"| {md(r['rule'])} | {md(r['model'])} | {md(r['slice'])} | {_fmt(r['value'])} | "
                          f"{md(r['status'])} | {md(r['reason'])} |")
-    lines += ["", "| task | metric | slice | candidate | baseline | candidate value | delta | 95% CI | p | significant |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += ["", "| task | metric | slice | candidate | baseline | candidate value | delta | 95% CI | p | p (Holm) "
+              "| MDE (80% power) | significant |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for d in ctx["summary"]:
         lines.append(f"| {md(d['task'])}/{md(d['setting'])} | {md(d['metric'])} | {md(d['slice'])} | {md(d['candidate'])} | "
                      f"{d['baseline_value_s']} | {d['candidate_value_s']} | {d['delta_s']} | {d['ci_s']} | {d['p_s']} | "
-                     f"{d['significant']} |")
+                     f"{d['p_adj_s']} | {d['mde_s']} | {d['significant']} |")
     if ctx["flags"]:
         lines += ["", "Flags (not comparable as is):"] + [f"- {md(f)}" for f in ctx["flags"]]
     lines += ["", "## Headline metric by slice (languages, tiers, categories)"]

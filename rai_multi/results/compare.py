@@ -1,9 +1,17 @@
-"""Baseline-vs-candidate comparisons: deltas with paired bootstrap CIs and McNemar tests.
+"""Baseline-vs-candidate comparisons: deltas with paired bootstrap CIs and p-values.
 
 Pairing is per item on shared sample ids. For language slices that are macro-averages
 (``all``, ``all_excl_en``, ``tier=``, ``joshi=``) the paired differences are resampled
 within each language and averaged over languages, matching how the metric itself is
-averaged; elsewhere they are resampled over items.
+averaged, and the p-value is the stratified paired bootstrap test of that same macro
+delta (``stats.stratified_paired_bootstrap_p``): McNemar on pooled items would test a
+micro-average the interval does not show. Other slices: McNemar (exact) for 0/1
+outcomes, the paired bootstrap test otherwise.
+
+Every p-value of a report is one family: Holm's adjustment runs over all of them (every
+metric, slice and candidate with a test), and ``significant`` is read from the adjusted
+p; both the raw and the adjusted p are shown. ``mde`` is the minimum detectable effect
+at 80% power (``stats.minimum_detectable_effect``, from the baseline's items).
 """
 
 from __future__ import annotations
@@ -18,8 +26,12 @@ from rai_multi.aggregate import slice_seed
 from rai_multi.languages import all_languages
 from rai_multi.results.runs import Run, comparability_issues, group_runs, headline_of, metric_info
 from rai_multi.stats import (
-    CONFIDENCE, N_BOOTSTRAP, _percentiles, bootstrap_statistic_ci, mcnemar, paired_bootstrap_delta_ci,
+    CONFIDENCE, N_BOOTSTRAP, _percentiles, bootstrap_statistic_ci, holm, mcnemar, minimum_detectable_effect,
+    paired_bootstrap_delta_ci, stratified_paired_bootstrap_p,
 )
+
+ALPHA = 0.05
+CORRECTION = "Holm over every tested cell of the report"
 
 MACRO_SLICES = ("all", "all_excl_en")
 
@@ -37,6 +49,8 @@ class Delta:
     delta: float | None
     delta_ci: list[float] | None = None
     p_value: float | None = None
+    p_adjusted: float | None = None  # Holm, see the module docstring
+    mde: float | None = None  # minimum detectable effect at 80% power, two-sided alpha .05
     test: str = "none"
     significant: bool | None = None
     n_paired: int = 0
@@ -114,18 +128,25 @@ def paired_delta(
 
         ci = bootstrap_statistic_ci(len(shared), auc_delta, pair_seed)
         return {"delta": auc_delta(np.arange(len(shared))), "ci": list(ci) if ci else None, "n": len(shared)}
-    if _is_macro(cand, metric, slice_name):
-        by_lang: dict[str, list[int]] = defaultdict(list)
-        for k, sid in enumerate(shared):
-            by_lang[a[sid][0]].append(k)
+    macro = _is_macro(cand, metric, slice_name)
+    by_lang: dict[str, list[int]] = defaultdict(list)
+    for k, sid in enumerate(shared):
+        by_lang[a[sid][0] if macro else ""].append(k)
+    if macro:
         point, ci = paired_macro_delta_ci({lang: (base_arr[idx], cand_arr[idx]) for lang, idx in by_lang.items()},
                                           pair_seed)
     else:
         point, ci = paired_bootstrap_delta_ci(base_arr, cand_arr, pair_seed)
     result: dict[str, Any] = {"delta": point, "ci": list(ci) if ci else None, "n": len(shared)}
+    result["mde"] = minimum_detectable_effect({lang: base_arr[idx] for lang, idx in by_lang.items()})
     levels = set(np.unique(np.concatenate([base_arr, cand_arr])).tolist())
-    if levels <= {0.0, 1.0} or levels <= {0.0, 100.0}:  # 0/1 outcomes (CrowS-Pairs scores them 0/100)
+    binary = levels <= {0.0, 1.0} or levels <= {0.0, 100.0}  # 0/1 outcomes (CrowS-Pairs scores them 0/100)
+    if binary and not macro:
         result["mcnemar"] = mcnemar((base_arr > 0).astype(int), (cand_arr > 0).astype(int))
+    else:
+        diffs = {lang: cand_arr[idx] - base_arr[idx] for lang, idx in by_lang.items()}
+        result["bootstrap_p"] = stratified_paired_bootstrap_p(diffs, slice_seed(seed, f"p|{metric}", slice_name))
+        result["bootstrap_p_strata"] = len(diffs) if macro else 1
     return result
 
 
@@ -148,13 +169,20 @@ def compare_metric(base: Run, cand: Run, metric: str, slice_name: str, seed: int
         if paired and paired["ci"]:
             result.delta_ci = paired["ci"]
             result.n_paired = paired["n"]
+            result.mde = paired.get("mde")
             if "mcnemar" in paired:
                 result.p_value = paired["mcnemar"]["p_value"]
                 result.test = "McNemar (exact) + paired bootstrap CI"
-                result.significant = result.p_value < 0.05
+            elif paired.get("bootstrap_p") is not None:
+                result.p_value = paired["bootstrap_p"]
+                strata = paired["bootstrap_p_strata"]
+                result.test = (f"stratified paired bootstrap ({strata} languages, macro) p + CI" if strata > 1
+                               else "paired bootstrap p + CI")
             else:
                 result.test = "paired bootstrap CI"
                 result.significant = not (paired["ci"][0] <= 0 <= paired["ci"][1])
+            if result.p_value is not None:
+                result.significant = result.p_value < ALPHA  # until Holm adjusts it (compare_runs)
     elif bm and cm and bm.get("ci") and cm.get("ci"):
         result.test = "CIs only (no per-item pairing)"
         result.significant = cm["ci"][0] > bm["ci"][1] or cm["ci"][1] < bm["ci"][0]
@@ -212,4 +240,24 @@ def compare_runs(runs: Sequence[Run], baseline: str, seed: int = 1234) -> Compar
                     summary.append(compare_metric(base, cand, headline.metric, slice_name, seed, issues))
             for m in base.metrics:
                 details.append(compare_metric(base, cand, m["name"], m["slice"], seed, issues))
+    adjust_family(summary, details)
     return Comparison(baseline, candidates, summary, details, flags, groups)
+
+
+def _cell(d: Delta) -> tuple[str, str, str, str, str]:
+    return (d.task, d.setting, d.metric, d.slice, d.candidate)
+
+
+def adjust_family(summary: Sequence[Delta], details: Sequence[Delta]) -> None:
+    """Holm-adjust every p-value of the report as one family (each cell once: summary rows
+    repeat detail cells) and read ``significant`` from the adjusted p."""
+    cells: dict[tuple[str, str, str, str, str], float] = {}
+    for d in list(details) + list(summary):
+        if d.p_value is not None:
+            cells.setdefault(_cell(d), d.p_value)
+    keys = list(cells)
+    adjusted = dict(zip(keys, holm([cells[k] for k in keys])))
+    for d in list(details) + list(summary):
+        if d.p_value is not None:
+            d.p_adjusted = adjusted[_cell(d)]
+            d.significant = d.p_adjusted < ALPHA

@@ -7,15 +7,21 @@ Rules (each one answers a known bug of other harnesses):
   "Die Antwort ist" and "Die Antwort lautet" occur there); after the last phrase, the last
   number of that sentence wins ("The answer is 2 * 2 = 4." -> 4), else the last number in
   the text;
-- thousands groups may be separated by ``,`` ``.`` or a normal, thin, narrow or no-break
-  space (and, between groups only, the full-width comma ``，`` of Chinese/Japanese text),
-  and a grouped number is read as ONE number (never "000"); Indian (lakh) grouping as
-  Bengali and Telugu write it (``1,00,000``) is one number too;
-- a single separator followed by exactly three digits is read as thousands grouping in every
-  language: MGSM answers are counts and amounts, model outputs use both native ("80.000")
-  and English ("2,125") grouping, and three-decimal answers do not occur; any other
-  single separator (``12,5``, ``12.50``) is a decimal point; with two kinds, the last is the
-  decimal point;
+- thousands groups may be separated by ``,`` (English grouping, in every language), the
+  full-width comma ``，`` (between groups only), and the separators the language's config
+  lists: ``.`` only where the language groups with it (de, es, fr, ...), a plain space only
+  where it does (es, fi, fr, ru; "3 125-ml bottles" in English is 3 and 125), thin,
+  narrow and no-break spaces in every config; a grouped number is read as ONE number
+  (never "000"); Indian (lakh) grouping as Bengali and Telugu write it (``1,00,000``) is
+  one number too;
+- a number is read whole (digit runs joined by separators) and then parsed; one that does
+  not parse (mixed group lengths "1.000.000.00", Japanese "12:32:53.234.234" where ``.``
+  does not group) is an unreadable number: when it is the answer, the answer is "no
+  number", never an earlier number such as the list marker "1.";
+- a single grouping separator followed by exactly three digits is thousands grouping:
+  MGSM answers are counts and amounts, and three-decimal answers do not occur; any other
+  single ``,``/``.`` (``12,5``, ``12.50``, English "2.125") is a decimal point; with two
+  kinds, the last is the decimal point;
 - numbers are compared as numbers (``12.50 == 12.5``), never as strings;
 - the phrase is found case-insensitively on the text itself (a regex, not ``casefold``,
   which turns German "ß" into "ss" and would shift every position after it).
@@ -53,64 +59,103 @@ def normalize_digits(text: str) -> str:
     return "".join(out)
 
 
+_NON_PLAIN_SPACES = "\u2009\u202f\u00a0"
+
+
 @lru_cache(maxsize=64)
 def _number_pattern(separators: str) -> re.Pattern[str]:
-    """Grouped numbers first (same separator repeated, 3-digit groups), then plain ones."""
+    """A number candidate: digit runs joined by single separators ("1.000.000,5", "3 125"),
+    read whole and parsed afterwards, so a malformed number is one bad token rather than
+    a shorter number plus leftovers."""
     sep = "[" + re.escape(separators) + "]"
-    grouped = rf"\d{{1,3}}(?:(?P<sep>{sep})\d{{3}})(?:(?P=sep)\d{{3}})*(?:[.,]\d+)?"
-    lakh = r"\d{1,2}(?:,\d{2})+,\d{3}(?:\.\d+)?"
-    plain = r"\d+(?:[.,]\d+)?"
-    return re.compile(rf"(?P<sign>(?<![\w)\]])[{_MINUS}])?(?P<num>{lakh}|{grouped}|{plain})(?!\d)")
+    return re.compile(rf"(?P<sign>(?<![\w)\]])[{_MINUS}])?(?P<num>\d+(?:{sep}\d+)*)(?!\d)")
 
 
-def _separators(lang: LanguageConfig | None) -> str:
-    chars = set(",." + _SPACES + _FULLWIDTH_COMMA)
-    if lang is not None:
-        chars.update(lang.thousands_separators)
+def grouping_separators(lang: LanguageConfig | None) -> str:
+    """Characters that may separate thousands groups in ``lang``: its config's list, plus
+    ``,`` (English grouping, which model outputs use in every language) and the full-width
+    comma (between groups only). ``.`` and the plain space only where the config lists
+    them: "12:32:53.234.234" in Japanese and "3 125-ml bottles" in English are not grouped
+    numbers."""
+    chars = set("," + _FULLWIDTH_COMMA)
+    chars.update(lang.thousands_separators if lang is not None else _NON_PLAIN_SPACES)
     return "".join(sorted(chars))
 
 
-def parse_number_token(token: str) -> float | None:
-    """Value of one number token made of ASCII digits and separators (see module rules)."""
+def _grouped_integer(token: str, grouping: str) -> str | None:
+    """Digits of an integer written with one grouping separator: 3-digit groups after a
+    first group of 1-3 digits, or Indian (lakh) grouping with commas (1,00,000); None
+    when the groups do not fit (mixed group lengths, a separator the language does not
+    group with)."""
+    seps = {ch for ch in token if not ch.isdigit()}
+    groups = re.split(r"\D", token)
+    if not seps:
+        return token
+    if len(seps) != 1 or not all(groups) or next(iter(seps)) not in grouping:
+        return None
+    if len(groups[0]) <= 3 and all(len(g) == 3 for g in groups[1:]):
+        return "".join(groups)
+    if seps == {","} and len(groups) > 2 and len(groups[0]) <= 2 and len(groups[-1]) == 3 \
+            and all(len(g) == 2 for g in groups[1:-1]):
+        return "".join(groups)
+    return None
+
+
+def parse_number_token(token: str, grouping: str | None = None) -> float | None:
+    """Value of one number token made of ASCII digits and separators (see module rules);
+    None when it cannot be read as one number. ``grouping``: the separators that may
+    group thousands (default: those of no particular language, see ``grouping_separators``)."""
+    grouping = grouping_separators(None) if grouping is None else grouping
     seps = [ch for ch in token if not ch.isdigit()]
-    groups = re.split(r"[^\d]", token)
+    groups = re.split(r"\D", token)
     if not token or not all(groups):
         return None
     if not seps:
         return float(token)
     kinds = list(dict.fromkeys(seps))
-    if len(kinds) > 1:
+    if len(kinds) > 2:
+        return None
+    if len(kinds) == 2:  # grouping, then one decimal mark: 1.234,5 / 1,234.5 / 1 234,5
         decimal = seps[-1]
         if seps.count(decimal) != 1 or decimal not in ",.":
             return None
         whole, frac = token.rsplit(decimal, 1)
-        whole_digits = re.sub(r"[^\d]", "", whole)
-        return float(f"{whole_digits}.{frac}")
+        digits = _grouped_integer(whole, grouping)
+        return None if digits is None else float(f"{digits}.{frac}")
     sep = kinds[0]
-    if len(seps) > 1:  # repeated separator: thousands (or lakh) grouping
-        if all(len(g) == 3 for g in groups[1:]) and len(groups[0]) <= 3:
-            return float("".join(groups))
-        if sep == "," and len(groups[-1]) == 3 and all(len(g) == 2 for g in groups[1:-1]) and len(groups[0]) <= 2:
-            return float("".join(groups))
-        return None
+    if len(seps) > 1:  # repeated separator: thousands (or lakh) grouping, or nothing
+        digits = _grouped_integer(token, grouping)
+        return None if digits is None else float(digits)
     head, tail = groups
-    if len(tail) == 3 and head != "0":
+    if len(tail) == 3 and head != "0" and sep in grouping:
         return float(head + tail)
     if sep in ",.":
         return float(f"{head}.{tail}")
     return None
 
 
-def find_numbers(text: str, lang: LanguageConfig | None = None) -> list[float]:
-    """All numbers in ``text`` in order (native digits and grouping understood)."""
-    normalized = normalize_digits(text)
-    values = []
-    for match in _number_pattern(_separators(lang)).finditer(normalized):
-        value = parse_number_token(match.group("num"))
-        if value is None:
-            continue
-        values.append(-value if match.group("sign") else value)
+def _number_tokens(text: str, lang: LanguageConfig | None) -> list[float | None]:
+    """Every number candidate of ``text`` in order, None for one that cannot be parsed. A
+    candidate joined by spaces or full-width commas that is not one number ("3 12" where
+    spaces group, the list "3，5，7") is read as its parts."""
+    grouping = grouping_separators(lang)
+    splitters = _SPACES + _FULLWIDTH_COMMA
+    values: list[float | None] = []
+    for match in _number_pattern("".join(sorted(set(grouping + ",.")))).finditer(normalize_digits(text)):
+        token = match.group("num")
+        value = parse_number_token(token, grouping)
+        parts = [value]
+        if value is None and any(ch in splitters for ch in token):
+            parts = [parse_number_token(t, grouping) for t in re.split(f"[{splitters}]", token)]
+        if match.group("sign") and parts[0] is not None:
+            parts[0] = -parts[0]
+        values.extend(parts)
     return values
+
+
+def find_numbers(text: str, lang: LanguageConfig | None = None) -> list[float]:
+    """All readable numbers in ``text`` in order (native digits and grouping understood)."""
+    return [v for v in _number_tokens(text, lang) if v is not None]
 
 
 @dataclass(frozen=True)
@@ -145,17 +190,18 @@ def extract_answer(
     best_end = -1
     for prefix in prefixes:
         end = _phrase_positions(normalized, prefix)
-        if end > best_end and find_numbers(normalized[end:], lang):
+        if end > best_end and _number_tokens(normalized[end:], lang):
             best_end = end
     if best_end >= 0:
         # The answer sentence runs to its end mark; its last number is the answer
         # ("The answer is 2 * 2 = 4." -> 4), a decimal point is not an end mark.
         sentence = _SENTENCE_END.split(normalized[best_end:], maxsplit=1)[0]
-        in_sentence = find_numbers(sentence, lang)
-        value = in_sentence[-1] if in_sentence else find_numbers(normalized[best_end:], lang)[0]
-        return Extraction(value, PHRASE)
-    numbers = find_numbers(normalized, lang)
-    if numbers:
+        in_sentence = _number_tokens(sentence, lang)
+        value = in_sentence[-1] if in_sentence else _number_tokens(normalized[best_end:], lang)[0]
+        # an unreadable answer number is no answer: never an earlier one (a list marker)
+        return Extraction(value, PHRASE) if value is not None else Extraction(None, NONE)
+    numbers = _number_tokens(normalized, lang)
+    if numbers and numbers[-1] is not None:
         return Extraction(numbers[-1], FALLBACK)
     return Extraction(None, NONE)
 

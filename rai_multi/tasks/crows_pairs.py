@@ -12,7 +12,7 @@ sent_more scores higher (stereo and antistereo alike); ``crows_score/all`` and t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -20,7 +20,9 @@ from rai_multi.aggregate import by_group, mean_metric
 from rai_multi.data.crows_pairs import load_crows_pairs, load_crows_pairs_hub
 from rai_multi.errors import ConfigError
 from rai_multi.records import LoglikelihoodRequest, Metric, Response, Sample
+from rai_multi.sampling import DEFAULT_LIMIT_RULE, LIMIT_RULES, check_limit_rule, limit_items, sample_record
 from rai_multi.scoring.bias import crows_prefers_more
+from rai_multi.tasks.prompt_variants import DEFAULT_PROMPT, PROMPTS, check_prompt, run_setting
 from rai_multi.samples import write_crows_sample
 from rai_multi.data.sources import source
 from rai_multi.tasks.spec import (
@@ -32,7 +34,11 @@ from rai_multi.tasks.spec import (
 class CrowsPairsTask:
     data_dir: Path
     setting: str = "mc"
-    limit: int | None = None
+    limit: int | None = None  # pairs in all, spread over bias types
+    seed: int = 1234
+    limit_rule: str = DEFAULT_LIMIT_RULE
+    prompt: str = DEFAULT_PROMPT  # "lmeval" sends the same requests (see tasks.prompt_variants)
+    _ids: list[str] | None = field(default=None, init=False, repr=False)
 
     name = "crows_pairs"
     version = "1"
@@ -40,19 +46,29 @@ class CrowsPairsTask:
     def __post_init__(self) -> None:
         if self.setting != "mc":
             raise ConfigError("CrowS-Pairs compares sentence likelihoods: only the 'mc' setting exists")
+        check_limit_rule(self.limit_rule)
+        check_prompt(self.prompt, self.setting)
+        self.setting = run_setting(self.setting, self.prompt)
 
     def config(self) -> dict[str, Any]:
-        return {"setting": self.setting, "limit": self.limit,
+        if self._ids is None:
+            self.build_samples()
+        return {"setting": self.setting, "prompt": self.prompt, "limit": self.limit,
+                "sample": sample_record(self.limit_rule, self.limit, "bias_type", self._ids),
                 "scoring": "whole-sentence log-likelihood (sum of token log-probs)", "scale": "0-100, 50 unbiased"}
 
     def data_files(self) -> list[Path]:
         return [self.data_dir / "crows_pairs" / "crows_pairs_anonymized.csv"] if self.data_dir is not None else []
 
     def build_samples(self) -> list[Sample]:
+        source = load_crows_pairs(self.data_dir) if self.data_dir is not None else load_crows_pairs_hub()
+        pairs = limit_items(source, lambda p: p.bias_type, self.limit, self.seed,
+                            self.limit_rule)
+        self._ids = [p.id for p in pairs]
         return [
             Sample(p.id, "en", LoglikelihoodRequest("", (p.sent_more, p.sent_less)), None,
                    {"bias_type": p.bias_type, "direction": p.direction})
-            for p in (load_crows_pairs(self.data_dir) if self.data_dir is not None else load_crows_pairs_hub())[: self.limit]
+            for p in pairs
         ]
 
     def score(self, samples: Sequence[Sample], responses: Sequence[Response]) -> list[dict[str, Any]]:
@@ -86,11 +102,23 @@ class CrowsPairsOptions:
     """Options of a CrowS-Pairs run (sentence likelihoods only: no generative setting)."""
 
     setting: str = opt("mc", "mc only: CrowS-Pairs compares sentence likelihoods.", choices=("mc",))
-    limit: int | None = opt(None, "At most N pairs.", min=1)
+    limit: int | None = opt(None, "At most N pairs, spread over bias types.", min=1)
+    limit_rule: str = opt("stratified", "How --limit picks items: stratified (a seeded sample spread over the "
+                                        "benchmark's strata) or head (the first N).", choices=LIMIT_RULES)
+    prompt: str = opt("default", "Prompt variant of the mc setting: default (rai-multi's) or lmeval "
+                                 "(lm-evaluation-harness's format).", choices=PROMPTS)
 
 
 def build_crows_pairs(options: CrowsPairsOptions, ctx: BuildContext) -> CrowsPairsTask:
-    return CrowsPairsTask(ctx.data_dir, setting=options.setting, limit=options.limit)
+    return CrowsPairsTask(ctx.data_dir, setting=options.setting, limit=options.limit, seed=ctx.seed,
+                          limit_rule=options.limit_rule, prompt=options.prompt)
+
+
+def _crows_decontam(data_dir: Path) -> list[tuple[str, tuple[str, ...]]]:
+    if not (data_dir / "crows_pairs" / "crows_pairs_anonymized.csv").is_file():
+        return []
+    return [(f"{p.id}/{k}", (text,)) for p in load_crows_pairs(data_dir)
+            for k, text in (("more", p.sent_more), ("less", p.sent_less))]
 
 
 SPEC = BenchmarkSpec(
@@ -109,4 +137,5 @@ SPEC = BenchmarkSpec(
     diagnostics=("neutral_pairs",),
     scorable=False,
     write_sample=write_crows_sample,
+    decontam_texts=_crows_decontam,
 )

@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from rai_multi.aggregate import by_group, mean_metric
+from rai_multi.aggregate import by_group, mean_metric, slice_seed
 from rai_multi.data.holistic_bias import NEUTRAL, build_identity_prompts
 from rai_multi.records import GenerationRequest, Metric, Response, Sample
 from rai_multi.scoring.toxicity import THRESHOLD, ToxicityScorer
+from rai_multi.stats import bootstrap_diff_ci
 from rai_multi.tasks.toxicity import score_continuations
 from rai_multi.data.sources import source
 from rai_multi.tasks.spec import (
@@ -34,14 +35,15 @@ class IdentityToxicityTask:
     axes: Sequence[str] | None = None
 
     name = "identity_toxicity"
-    version = "1"
+    version = "2"  # 2: the neutral baseline uses the identity prompts' own (template, noun) pairs
     setting = "holistic_bias"
 
     def config(self) -> dict[str, Any]:
         return {"scorer": self.scorer.describe(), "descriptors_per_axis": self.descriptors_per_axis,
                 "templates_per_descriptor": self.templates_per_descriptor, "samples": self.samples,
                 "max_new_tokens": self.max_new_tokens, "axes": list(self.axes or []), "top_k": 40, "temperature": 1.0,
-                "paper_protocol": "50 continuations per prompt"}
+                "paper_protocol": "50 continuations per prompt",
+                "neutral_baseline": "the same templates and nouns as the identity prompts, without the descriptor"}
 
     def data_files(self) -> list[Path]:
         folder = self.data_dir / "holistic_bias"
@@ -53,7 +55,7 @@ class IdentityToxicityTask:
         return [
             Sample(p.id, "en", GenerationRequest(prompt=p.text, max_new_tokens=self.max_new_tokens,
                                                  num_samples=self.samples, do_sample=True, top_k=40, seed=self.seed),
-                   None, {"axis": p.axis, "descriptor": p.descriptor})
+                   None, {"axis": p.axis, "descriptor": p.descriptor, "template": p.template, "noun": p.noun})
             for p in prompts
         ]
 
@@ -67,12 +69,17 @@ class IdentityToxicityTask:
     def metrics(self, rows: Sequence[dict[str, Any]], seed: int) -> list[Metric]:
         identity = [r for r in rows if r["axis"] != NEUTRAL]
         metrics = by_group("toxic_rate", identity, lambda r: r["toxic"], lambda r: r["axis"], "axis", seed)
-        neutral = mean_metric("toxic_rate", f"axis={NEUTRAL}", [r["toxic"] for r in rows if r["axis"] == NEUTRAL], seed)
+        neutral_values = [r["toxic"] for r in rows if r["axis"] == NEUTRAL]
+        neutral = mean_metric("toxic_rate", f"axis={NEUTRAL}", neutral_values, seed)
         if neutral:
             metrics.append(neutral)
             for m in list(metrics):
                 if m.name == "toxic_rate" and m.slice.startswith("axis=") and m.slice != f"axis={NEUTRAL}":
-                    metrics.append(Metric("toxic_rate_minus_neutral", m.slice, m.value - neutral.value, None, m.n))
+                    axis_values = [r["toxic"] for r in identity if f"axis={r['axis']}" == m.slice]
+                    # identity and neutral prompts are different samples: each resampled on its own
+                    ci = bootstrap_diff_ci(axis_values, neutral_values,
+                                           slice_seed(seed, "toxic_rate_minus_neutral", m.slice))
+                    metrics.append(Metric("toxic_rate_minus_neutral", m.slice, m.value - neutral.value, ci, m.n))
         by_descriptor: dict[str, list[float]] = defaultdict(list)
         for r in identity:
             by_descriptor[f"{r['axis']}/{r['descriptor']}"].append(r["toxic"])

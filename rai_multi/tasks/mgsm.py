@@ -12,7 +12,7 @@ and reports maj@1 (first sample) and maj@k (majority vote over extracted numbers
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -30,8 +30,9 @@ from rai_multi.data.mgsm import (
 from rai_multi.errors import ConfigError, DataError
 from rai_multi.languages import MGSM_LANGS, LanguageConfig, get_language
 from rai_multi.records import GenerationRequest, Metric, Response, Sample
-from rai_multi.samples import write_mgsm_sample
+from rai_multi.sampling import DEFAULT_LIMIT_RULE, LIMIT_RULES, check_limit_rule, limit_items, sample_record
 from rai_multi.scoring.numbers import extract_answer, numbers_equal
+from rai_multi.samples import write_mgsm_sample
 from rai_multi.data.sources import source
 from rai_multi.tasks.spec import (
     COMMON_METRICS, LANGS_HELP, TIER_HELP, BenchmarkSpec, BuildContext, Headline, MetricInfo,
@@ -69,9 +70,11 @@ class MgsmTask:
     samples: int = 1
     max_new_tokens: int | None = None
     seed: int = 1234
+    limit_rule: str = DEFAULT_LIMIT_RULE
+    _ids: list[str] | None = field(default=None, init=False, repr=False)
 
     name = "mgsm"
-    version = "1"
+    version = "2"  # 2: unreadable numbers give no answer; "." and plain-space grouping per language config
 
     def __post_init__(self) -> None:
         self.prompting = self.setting  # the prompt format
@@ -84,6 +87,7 @@ class MgsmTask:
         for code in self.langs:
             if code not in MGSM_LANGS:
                 raise ConfigError(f"language {code!r} is not in MGSM; MGSM languages: {', '.join(MGSM_LANGS)}")
+        check_limit_rule(self.limit_rule)
         self._exemplars: dict[str, list[Exemplar]] | None = None
         # The run's setting names self-consistency too, so maj@k runs never overwrite greedy ones.
         if self.samples > 1:
@@ -100,12 +104,19 @@ class MgsmTask:
             "prompting": self.prompting,
             "langs": list(self.langs),
             "limit": self.limit,
+            "sample": self._sample_record(),
             "shots": 0 if self.prompting == "zero_shot_cot" else self.shots,
             "samples": self.samples,
             "max_new_tokens": self.new_tokens,
             "sampling": {"temperature": SC_TEMPERATURE, "top_k": SC_TOP_K} if self.samples > 1 else "greedy",
             "source": str(self.data_dir) if self.data_dir else f"hub:{HUB_DATASET}",
         }
+
+    def _sample_record(self) -> dict[str, Any]:
+        if self._ids is None and self.limit is not None:
+            self.build_samples()
+        return sample_record(self.limit_rule, self.limit,
+                             "per language: a seeded sample (the same question numbers in every language)", self._ids)
 
     def data_files(self) -> list[Path]:
         if self.data_dir is None:
@@ -174,10 +185,13 @@ class MgsmTask:
                 if self.data_dir is not None
                 else load_mgsm_hub(code)
             )
-            for item in items[: self.limit]:
+            # one stratum per language: MGSM is parallel, so the same seed picks the same
+            # question numbers in every language (languages stay comparable item by item)
+            for item in limit_items(items, lambda _: code, self.limit, self.seed, self.limit_rule):
                 samples.append(
                     Sample(item.id, code, self._request(lang, item.question), item.answer, {"answer_raw": item.answer_raw})
                 )
+        self._ids = [s.id for s in samples]
         return samples
 
     # ---------------------------------------------------------------- scoring
@@ -224,7 +238,6 @@ class MgsmTask:
         return metrics
 
 
-
 # ---------------------------------------------------------------------------- spec
 
 
@@ -235,7 +248,9 @@ class MgsmOptions:
     setting: str = opt("native_cot", "Prompt format.", choices=SETTINGS)
     langs: tuple[str, ...] | None = opt(None, LANGS_HELP)
     tier: str | None = opt(None, TIER_HELP, choices=("high", "low", "en"))
-    limit: int | None = opt(None, "At most N questions per language.", min=1)
+    limit: int | None = opt(None, "At most N questions per language (a seeded sample unless --limit-rule head).", min=1)
+    limit_rule: str = opt("stratified", "How --limit picks items: stratified (a seeded sample spread over the "
+                                        "benchmark's strata) or head (the first N).", choices=LIMIT_RULES)
     samples: int = opt(1, "Self-consistency: sampled CoT answers per question (maj@k).", min=1)
     shots: int = opt(8, "Exemplars in the prompt (0-8).", min=0, max=8, score=False)
     max_new_tokens: int | None = opt(None, "Default 256 for CoT, 16 for direct.", min=1, score=False)
@@ -244,7 +259,8 @@ class MgsmOptions:
 def build_mgsm(options: MgsmOptions, ctx: BuildContext) -> MgsmTask:
     return MgsmTask(langs=chosen_languages(options.langs, options.tier, MGSM_LANGS), data_dir=ctx.data_dir,
                     setting=options.setting, limit=options.limit, samples=options.samples, shots=options.shots,
-                    max_new_tokens=options.max_new_tokens, seed=ctx.seed)
+                    max_new_tokens=options.max_new_tokens, seed=ctx.seed,
+                    limit_rule=options.limit_rule)
 
 
 def _mgsm_decontam(data_dir: Path) -> list[tuple[str, tuple[str, ...]]]:

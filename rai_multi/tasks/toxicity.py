@@ -128,6 +128,11 @@ def build_toxicity(options: ToxicityOptions, ctx: BuildContext) -> ToxicityTask:
     return ToxicityTask(ctx.scorer, files, options.prompts, options.samples, options.max_new_tokens, seed=ctx.seed)
 
 
+def _rtp_decontam(data_dir: Path) -> list[tuple[str, tuple[str, ...]]]:
+    return [(p.id, (p.text,)) for path in sorted((data_dir / "realtoxicityprompts").glob("*.jsonl"))
+            for p in read_rtp_jsonl(path)]
+
+
 SPEC = BenchmarkSpec(
     name="toxicity",
     summary="RealToxicityPrompts degeneration: expected maximum toxicity and toxicity probability over k samples.",
@@ -143,5 +148,6 @@ SPEC = BenchmarkSpec(
     limit_field="prompts",
     figures=(FigureHint("toxicity_probability", "prompts", "Toxicity probability by prompt type"),),
     write_sample=write_rtp_sample,
+    decontam_texts=_rtp_decontam,
     prediction_ids='rows {"id": "rtp/<stem>/<i>", "outputs": [...]}',
 )

@@ -139,6 +139,12 @@ def build_toxicity_cls(options: ToxicityClsOptions, ctx: BuildContext) -> Toxici
     return ToxicityClsTask(options.dataset, ctx.data_dir, options.shots, options.limit, ctx.seed)
 
 
+def _davidson_decontam(data_dir: Path) -> list[tuple[str, tuple[str, ...]]]:
+    if not (data_dir / "davidson_hate_offensive" / "labeled_data.csv").is_file():
+        return []
+    return [(t.id, (t.text,)) for t in load_davidson(data_dir)]
+
+
 SPEC = BenchmarkSpec(
     name="toxicity_cls",
     summary="Toxicity classification by yes/no log-likelihood: AUC-ROC (and Borkan subgroup AUCs).",
@@ -154,4 +160,5 @@ SPEC = BenchmarkSpec(
     data=source("davidson"),
     scorable=False,
     write_sample=write_davidson_sample,
+    decontam_texts=_davidson_decontam,
 )

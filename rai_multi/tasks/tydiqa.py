@@ -21,8 +21,9 @@ from rai_multi.aggregate import by_language
 from rai_multi.data.tydiqa import GOLDP_LANGS, QAItem, find_file, load_tydiqa
 from rai_multi.errors import ConfigError
 from rai_multi.records import GenerationRequest, Metric, Response, Sample
-from rai_multi.samples import write_tydiqa_sample
+from rai_multi.sampling import DEFAULT_LIMIT_RULE, LIMIT_RULES, check_limit_rule, limit_items, sample_record
 from rai_multi.scoring import qa
+from rai_multi.samples import write_tydiqa_sample
 from rai_multi.data.sources import source
 from rai_multi.tasks.spec import (
     COMMON_METRICS, LANGS_HELP, TIER_HELP, BenchmarkSpec, BuildContext, Headline, MetricInfo,
@@ -48,6 +49,7 @@ class TydiqaTask:
     seed: int = 1234
     max_prompt_tokens: int | None = None
     count_tokens: TokenCounter | None = field(default=None, repr=False)
+    limit_rule: str = DEFAULT_LIMIT_RULE
 
     name = "tydiqa"
     version = "1"
@@ -58,7 +60,9 @@ class TydiqaTask:
         for code in self.langs:
             if code not in GOLDP_LANGS:
                 raise ConfigError(f"language {code!r} is not in TyDiQA GoldP; GoldP languages: {', '.join(GOLDP_LANGS)}")
+        check_limit_rule(self.limit_rule)
         self._files: list[Path] = []
+        self._ids: list[str] | None = None
 
     @property
     def setting(self) -> str:
@@ -69,12 +73,19 @@ class TydiqaTask:
             "langs": list(self.langs),
             "shots": self.shots,
             "limit": self.limit,
+            "sample": self._sample_record(),
             "max_new_tokens": self.max_new_tokens,
             "max_prompt_tokens": self.max_prompt_tokens,
             "prompt": render("{passage}", "{question}"),
             "f1_tokenization": {c: qa.tokenization_for(c) for c in self.langs},
             "source": str(self.data_dir) if self.data_dir else "hub:google-research-datasets/tydiqa",
         }
+
+    def _sample_record(self) -> dict[str, Any]:
+        if self._ids is None and self.limit is not None:
+            self.build_samples()
+        return sample_record(self.limit_rule, self.limit, "per language: a seeded sample of the dev questions",
+                             self._ids)
 
     def data_files(self) -> list[Path]:
         if self.data_dir is None:
@@ -122,7 +133,7 @@ class TydiqaTask:
         samples = []
         for code in self.langs:
             dev, _ = load_tydiqa(self.data_dir, code, "dev")
-            items = dev[: self.limit]
+            items = limit_items(dev, lambda _: code, self.limit, self.seed, self.limit_rule)
             pool, source = dev, "dev"
             # The hub's secondary_task has a train split for every GoldP language.
             has_train = self.data_dir is None or find_file(self.data_dir, "train", code) is not None
@@ -139,6 +150,7 @@ class TydiqaTask:
                     "answer_in_prompt": any(a in prompt.rsplit("Passage: ", 1)[-1] for a in item.answers),
                 }
                 samples.append(Sample(item.id, code, request, list(item.answers), meta))
+        self._ids = [s.id for s in samples]
         return samples
 
     # ---------------------------------------------------------------- scoring
@@ -181,7 +193,9 @@ class TydiqaOptions:
     langs: tuple[str, ...] | None = opt(None, LANGS_HELP)
     tier: str | None = opt(None, TIER_HELP, choices=("high", "low", "en"))
     shots: int = opt(1, "0 or 1 (the Flan protocol is one-shot).", min=0, max=1)
-    limit: int | None = opt(None, "At most N questions per language.", min=1)
+    limit: int | None = opt(None, "At most N questions per language (a seeded sample unless --limit-rule head).", min=1)
+    limit_rule: str = opt("stratified", "How --limit picks items: stratified (a seeded sample spread over the "
+                                        "benchmark's strata) or head (the first N).", choices=LIMIT_RULES)
     max_new_tokens: int = opt(32, "Answer length limit (generation also stops at a newline).", min=1, score=False)
 
 
@@ -201,7 +215,7 @@ def build_tydiqa(options: TydiqaOptions, ctx: BuildContext) -> TydiqaTask:
     return TydiqaTask(langs=chosen_languages(options.langs, options.tier, GOLDP_LANGS), data_dir=ctx.data_dir,
                       shots=options.shots, limit=options.limit, max_new_tokens=options.max_new_tokens, seed=ctx.seed,
                       max_prompt_tokens=prompt_budget(adapter, options.max_new_tokens) if counter else None,
-                      count_tokens=counter)
+                      count_tokens=counter, limit_rule=options.limit_rule)
 
 
 def _tydiqa_decontam(data_dir: Path) -> list[tuple[str, tuple[str, ...]]]:

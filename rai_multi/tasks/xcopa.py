@@ -25,7 +25,8 @@ from rai_multi.data.xcopa import (
 )
 from rai_multi.errors import ConfigError
 from rai_multi.records import GenerationRequest, LoglikelihoodRequest, Metric, Response, Sample
-from rai_multi.tasks.choice import SETTINGS, match_option, mc_fields
+from rai_multi.sampling import DEFAULT_LIMIT_RULE, LIMIT_RULES, check_limit_rule, limit_items, sample_record
+from rai_multi.tasks.choice import MC_SCORING, NORMALISED, SETTINGS, match_option, mc_fields
 from rai_multi.data.sources import source
 from rai_multi.tasks.spec import (
     LANGS_HELP, TIER_HELP, BenchmarkSpec, BuildContext, Headline, MetricInfo, chosen_languages, opt,
@@ -59,6 +60,8 @@ class XcopaTask:
     setting: str = "mc"
     split: str = "test"
     limit: int | None = None  # per language
+    seed: int = 1234
+    limit_rule: str = DEFAULT_LIMIT_RULE
 
     name = "xcopa"
     version = "1"
@@ -68,9 +71,16 @@ class XcopaTask:
             raise ConfigError(f"unknown XCOPA setting {self.setting!r}; choose one of {', '.join(SETTINGS)}")
         if self.split not in SPLITS:
             raise ConfigError(f"XCOPA split must be one of {', '.join(SPLITS)}")
+        check_limit_rule(self.limit_rule)
+        self._ids: list[str] | None = None
 
     def config(self) -> dict[str, Any]:
+        if self._ids is None:
+            self.build_samples()
         return {"setting": self.setting, "split": self.split, "langs": list(self.langs), "limit": self.limit,
+                "sample": sample_record(self.limit_rule, self.limit, "per language: question (cause/effect)",
+                                        self._ids),
+                "mc_scoring": MC_SCORING if self.setting == "mc" else None,
                 "prompt": prompt(XcopaItem("xx", self.split, 0, "{premise}", "{choice1}", "{choice2}", "cause", 0),
                                  self.setting == "generative"),
                 "source": str(self.data_dir) if self.data_dir else f"hub:{HUB_DATASET}@{HUB_REVISION}"}
@@ -84,12 +94,15 @@ class XcopaTask:
         samples = []
         generative = self.setting == "generative"
         for code in self.langs:
-            for item in load_xcopa(self.data_dir, code, self.split)[: self.limit]:
+            items = limit_items(load_xcopa(self.data_dir, code, self.split), lambda i: i.question, self.limit,
+                                self.seed, self.limit_rule)
+            for item in items:
                 alternatives = (item.choice1, item.choice2)
                 request = (GenerationRequest(prompt=prompt(item, True), max_new_tokens=24, stop=("\n",))
                            if generative else LoglikelihoodRequest(prompt(item, False), tuple(f" {a}" for a in alternatives)))
                 samples.append(Sample(item.id, code, request, item.label,
                                       {"question": item.question, "alternatives": list(alternatives)}))
+        self._ids = [s.id for s in samples]
         return samples
 
     def score(self, samples: Sequence[Sample], responses: Sequence[Response]) -> list[dict[str, Any]]:
@@ -100,14 +113,20 @@ class XcopaTask:
                 choice = match_alternative(output, sample.meta["alternatives"])
                 extra: dict[str, Any] = {"prediction": output.strip(), "choice": choice}
             else:
-                extra = mc_fields(response)
+                continuations = tuple(f" {a}" for a in sample.meta["alternatives"])
+                extra = mc_fields(response, continuations, f"{self.seed}|{sample.id}")
                 choice = extra["choice"]
+                extra.update({f"correct{k[len('choice'):]}": int(extra[k] == sample.target) for k in NORMALISED})
             rows.append({"question": sample.meta["question"], **extra, "gold": sample.target,
                          "correct": int(choice == sample.target), "unmatched": choice is None})
         return rows
 
     def metrics(self, rows: Sequence[dict[str, Any]], seed: int) -> list[Metric]:
         metrics = by_language("accuracy", rows, lambda r: r["correct"], seed)
+        if self.setting == "mc":
+            for key in NORMALISED:
+                suffix = key[len("choice"):]
+                metrics += by_language(f"accuracy{suffix}", rows, lambda r, f=f"correct{suffix}": r[f], seed)
         if self.setting == "generative":
             metrics += [m for m in by_language("unmatched_rate", rows, lambda r: float(r["unmatched"]), seed)
                         if m.slice.startswith("lang=") or m.slice == "all"]
@@ -125,12 +144,24 @@ class XcopaOptions:
     split: str = opt("test", "test (500 per language) or val (100).", choices=SPLITS)
     langs: tuple[str, ...] | None = opt(None, LANGS_HELP)
     tier: str | None = opt(None, TIER_HELP, choices=("high", "low", "en"))
-    limit: int | None = opt(None, "At most N items per language.", min=1)
+    limit: int | None = opt(None, "At most N items per language (a seeded sample unless --limit-rule head).", min=1)
+    limit_rule: str = opt("stratified", "How --limit picks items: stratified (seeded, over cause/effect) or head.",
+                          choices=LIMIT_RULES)
 
 
 def build_xcopa(options: XcopaOptions, ctx: BuildContext) -> XcopaTask:
     return XcopaTask(chosen_languages(options.langs, options.tier, XCOPA_LANGS), ctx.data_dir, options.setting,
-                     options.split, options.limit)
+                     options.split, options.limit, ctx.seed, options.limit_rule)
+
+
+def _xcopa_decontam(data_dir: Path) -> list[tuple[str, tuple[str, ...]]]:
+    items = []
+    for lang in XCOPA_LANGS:
+        for split in SPLITS:
+            if xcopa_path(data_dir, lang, split).is_file():
+                items += [(f"{i.id}/{split}", (i.premise, i.choice1, i.choice2))
+                          for i in load_xcopa(data_dir, lang, split)]
+    return items
 
 
 SPEC = BenchmarkSpec(
@@ -140,12 +171,15 @@ SPEC = BenchmarkSpec(
     build=build_xcopa,
     headline=Headline("accuracy", "correct"),
     metrics={"accuracy": MetricInfo("higher"),
+             "accuracy_norm": MetricInfo("higher", description="choice by log-likelihood per byte (lm-eval acc_norm)"),
+             "accuracy_per_token": MetricInfo("higher", description="choice by log-likelihood per token"),
              "unmatched_rate": MetricInfo("lower", description="answers naming neither alternative")},
     data=source("xcopa"),
     language_sliced=True,
     diagnostics=("unmatched_rate",),
     section="multilingual",
     write_sample=write_xcopa_sample,
+    decontam_texts=_xcopa_decontam,
     score_options={"setting": "generative"},
     prediction_ids='rows {"id": "xcopa/<lang>/<idx>", "output": <alternative text, or 1 or 2>}',
 )
