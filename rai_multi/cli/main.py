@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from rai_multi.cli import audit, bias, finetune, gate, langs, mgsm, report, toxicity, tydiqa
+from rai_multi.cli import audit, bias, finetune, gate, langs, mgsm, report, scorer, toxicity, tydiqa
 from rai_multi.errors import RaiMultiError
 
 app = typer.Typer(
@@ -29,7 +29,7 @@ score_app = typer.Typer(
 app.add_typer(eval_app, name="eval")
 app.add_typer(score_app, name="score")
 
-COMMAND_MODULES = (langs, mgsm, tydiqa, toxicity, bias, report, gate, audit, finetune)
+COMMAND_MODULES = (langs, mgsm, tydiqa, toxicity, bias, report, gate, audit, finetune, scorer)
 for _module in COMMAND_MODULES:
     _module.register(app, eval_app, score_app)
 
