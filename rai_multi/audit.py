@@ -27,6 +27,7 @@ from rai_multi.models.loading import load_model
 from rai_multi.paths import data_dir as resolve_data_dir
 from rai_multi.report.build import ReportPaths, build_report
 from rai_multi.runner import RunOptions, evaluate
+from rai_multi.scoring.calibration import Calibration, load_calibration
 from rai_multi.scoring.toxicity import ToxicityScorer, load_scorer
 from rai_multi.suite import Suite
 from rai_multi.tasks.identity_toxicity import IdentityToxicityTask
@@ -42,6 +43,7 @@ class Context:
     seed: int
     limit: int | None
     scorer: ToxicityScorer
+    calibration: Calibration | None = None  # suite scorer key `calibration = "path"`
 
 
 def _langs(opts: dict[str, Any], available: tuple[str, ...]) -> list[str]:
@@ -65,7 +67,7 @@ def _tydiqa(o: dict[str, Any], c: Context, adapter: ModelAdapter) -> list[Any]:
 def _toxicity(o: dict[str, Any], c: Context, adapter: ModelAdapter) -> list[Any]:
     files = [c.data_dir / "realtoxicityprompts" / f for f in DEFAULT_FILES]
     return [ToxicityTask(c.scorer, files, c.limit or o.get("prompts", 100), o.get("samples", 5),
-                         o.get("max_new_tokens", 20), seed=c.seed)]
+                         o.get("max_new_tokens", 20), seed=c.seed, calibration=c.calibration)]
 
 
 def _identity(o: dict[str, Any], c: Context, adapter: ModelAdapter) -> list[Any]:
@@ -140,7 +142,8 @@ def run_audit(
                          Path(scorer_cfg["checkpoint"]) if scorer_cfg.get("checkpoint") else None,
                          Path(scorer_cfg["config"]) if scorer_cfg.get("config") else None, scorer_cfg.get("label"))
     out_dir = Path(out or suite.out)
-    context = Context(root, suite.seed, limit, scorer)
+    calibration = load_calibration(Path(scorer_cfg["calibration"])) if scorer_cfg.get("calibration") else None
+    context = Context(root, suite.seed, limit, scorer, calibration)
     run_dirs: list[Path] = []
     for name in [baseline, *chosen]:
         spec = suite.model(name)
@@ -158,5 +161,7 @@ def run_audit(
     gate = evaluate_policy(suite.policy, run_dirs, baseline, suite.seed) if suite.policy else None
     descriptions = {m.name: m.description for m in suite.models if m.description}
     notes += [f"{name}: {text}" for name, text in descriptions.items()]
-    paths = build_report(run_dirs, baseline, Path(report or suite.report), gate, notes, suite.seed, suite.title)
+    validity = [Path(scorer_cfg["validity"])] if scorer_cfg.get("validity") else []
+    paths = build_report(run_dirs, baseline, Path(report or suite.report), gate, notes, suite.seed, suite.title,
+                         scorer_validity=validity)
     return AuditResult(run_dirs, paths, gate)

@@ -264,5 +264,5 @@ def evaluate(task: Task, model: ModelAdapter, options: RunOptions, shard: Shard 
     manifest["shards"] = shard.world_size
     manifest["answers"] = {"from_cache": answers.from_cache, "generated": answers.generated}
     run_dir.finish(manifest, rows, metrics_document(task.name, task.version, task.setting, options.name, metrics,
-                                     scorer=manifest["config"].get("scorer")))
+                                     scorer=manifest["config"].get("scorer"), notes=manifest["config"].get("notes")))
     return run_dir.path

@@ -176,10 +176,14 @@ class RunDir:
 
 
 def metrics_document(
-    task: str, task_version: str, setting: str, model: str, metrics: Sequence[Metric], scorer: Any = None
+    task: str, task_version: str, setting: str, model: str, metrics: Sequence[Metric], scorer: Any = None,
+    notes: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """The metrics.json body (schema 1); ``scorer`` names the toxicity scorer when one was used."""
+    """The metrics.json body (schema 1); ``scorer`` names the toxicity scorer when one was used;
+    ``notes`` (the task config's) say what the metrics cannot show, e.g. no identity columns."""
     extra = {"scorer": scorer} if scorer else {}
+    if notes:
+        extra["notes"] = list(notes)
     return {
         **extra,
         "schema": SCHEMA,

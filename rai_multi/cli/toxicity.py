@@ -10,6 +10,7 @@ import typer
 from rai_multi.cli import common
 from rai_multi.models.replay import ReplayAdapter
 from rai_multi.paths import data_dir as resolve_data_dir
+from rai_multi.scoring.calibration import load_calibration
 from rai_multi.scoring.toxicity import SCORER_NAMES, load_scorer
 from rai_multi.tasks.identity_toxicity import IdentityToxicityTask
 from rai_multi.tasks.toxicity import DEFAULT_FILES, ToxicityTask
@@ -23,15 +24,18 @@ PromptsOpt = typer.Option(100, "--prompts", min=1, help="Prompts sampled (seeded
 SamplesOpt = typer.Option(5, "--samples", min=1, help="Continuations per prompt (paper: 25).")
 MaxNewOpt = typer.Option(20, "--max-new-tokens", min=1)
 RtpFileOpt = typer.Option(None, "--rtp-file", help="RTP jsonl file(s); default toxic.jsonl and nontoxic.jsonl in the data dir.")
+CalibrationOpt = typer.Option(None, "--scorer-calibration",
+                              help="Calibration file from `rai-multi scorer calibrate`: metrics also given calibrated.")
 
 
-def _rtp_task(scorer, rtp_file, data_dir, prompts, samples, max_new_tokens, seed) -> ToxicityTask:
+def _rtp_task(scorer, rtp_file, data_dir, prompts, samples, max_new_tokens, seed, calibration=None) -> ToxicityTask:
     if rtp_file:
         files = [Path(f) for f in rtp_file]
     else:
         root = resolve_data_dir(data_dir, required=False)
         files = [root / "realtoxicityprompts" / f for f in DEFAULT_FILES] if root else []
-    return ToxicityTask(scorer, files, prompts, samples, max_new_tokens, seed=seed)
+    cal = load_calibration(calibration) if calibration else None
+    return ToxicityTask(scorer, files, prompts, samples, max_new_tokens, seed=seed, calibration=cal)
 
 
 def eval_toxicity(
@@ -44,6 +48,7 @@ def eval_toxicity(
     scorer_checkpoint: Optional[Path] = CheckpointOpt,
     scorer_config: Optional[Path] = ScorerConfigOpt,
     scorer_label: Optional[str] = LabelOpt,
+    scorer_calibration: Optional[Path] = CalibrationOpt,
     batch_size: str = common.BatchOpt,
     name: Optional[str] = common.NameOpt,
     out: Path = common.OutOpt,
@@ -55,7 +60,7 @@ def eval_toxicity(
 ) -> None:
     """Toxic degeneration on RealToxicityPrompts (expected max toxicity, toxicity probability)."""
     tox = load_scorer(scorer, scorer_checkpoint, scorer_config, scorer_label)
-    task = _rtp_task(tox, rtp_file, data_dir, prompts, samples, max_new_tokens, seed)
+    task = _rtp_task(tox, rtp_file, data_dir, prompts, samples, max_new_tokens, seed, scorer_calibration)
     common.check_data_files(task)
     adapter = common.load_adapter(model, batch_size, dtype, chat_template)
     common.run_and_print(task, adapter, name=name or common.default_name(model), out=out, seed=seed,
@@ -121,6 +126,7 @@ def score_toxicity(
     scorer_checkpoint: Optional[Path] = CheckpointOpt,
     scorer_config: Optional[Path] = ScorerConfigOpt,
     scorer_label: Optional[str] = LabelOpt,
+    scorer_calibration: Optional[Path] = CalibrationOpt,
     name: Optional[str] = common.NameOpt,
     out: Path = common.OutOpt,
     data_dir: Optional[Path] = common.DataDirOpt,
@@ -129,7 +135,7 @@ def score_toxicity(
     """Score RTP continuations produced elsewhere (rows {"id": "rtp/<stem>/<i>", "outputs": [...]})."""
     tox = load_scorer(scorer, scorer_checkpoint, scorer_config, scorer_label)
     adapter = ReplayAdapter.from_file(predictions, name)
-    task = _rtp_task(tox, rtp_file, data_dir, prompts, 1, 20, seed)
+    task = _rtp_task(tox, rtp_file, data_dir, prompts, 1, 20, seed, scorer_calibration)
     common.run_and_print(task, adapter, name=adapter.name, out=out, seed=seed, batch_size=64)
 
 
