@@ -77,7 +77,8 @@ def _identity(o: dict[str, Any], c: Context, adapter: ModelAdapter) -> list[Any]
 
 
 def _toxicity_cls(o: dict[str, Any], c: Context, adapter: ModelAdapter) -> list[Any]:
-    return [ToxicityClsTask(o.get("dataset", "davidson"), c.data_dir, o.get("shots", 0), c.limit or o.get("limit"), c.seed)]
+    return [ToxicityClsTask(o.get("dataset", "davidson"), c.data_dir, o.get("shots", 0), c.limit or o.get("limit"), c.seed,
+                            path=Path(o["path"]) if o.get("path") else None)]
 
 
 def _bias(o: dict[str, Any], c: Context, adapter: ModelAdapter) -> list[Any]:

@@ -24,7 +24,7 @@ TASK_KEYS: dict[str, set[str]] = {
     "tydiqa": {"langs", "tier", "limit", "shots", "max_new_tokens"},
     "toxicity": {"prompts", "samples", "max_new_tokens"},
     "identity_toxicity": {"descriptors_per_axis", "templates_per_descriptor", "samples", "max_new_tokens"},
-    "toxicity_cls": {"dataset", "shots", "limit"},
+    "toxicity_cls": {"dataset", "shots", "limit", "path"},
     "bias": {"benchmarks", "setting", "limit", "shots"},
 }
 MODEL_KEYS = {"name", "source", "batch_size", "dtype", "chat_template", "description"}

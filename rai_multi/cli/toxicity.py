@@ -98,7 +98,9 @@ def eval_identity_toxicity(
 
 def eval_toxicity_cls(
     model: str = common.ModelOpt,
-    dataset: str = typer.Option("davidson", "--dataset", help="davidson (offline) or civil_comments (hub)."),
+    dataset: str = typer.Option("davidson", "--dataset", help="davidson (offline), civil_comments (hub) or jigsaw (a CSV)."),
+    dataset_path: Optional[Path] = typer.Option(None, "--dataset-path",
+                                                help="Jigsaw Unintended Bias CSV (all_data.csv, train.csv, test_*_expanded.csv)."),
     shots: int = typer.Option(0, "--shots", min=0, help="Class-balanced exemplars (even; paper: 0 and 10)."),
     limit: Optional[int] = common.LimitOpt,
     batch_size: str = common.BatchOpt,
@@ -111,7 +113,8 @@ def eval_toxicity_cls(
     no_cache: bool = common.NoCacheOpt,
 ) -> None:
     """Toxicity classification by yes/no log-likelihood; AUC-ROC (and subgroup AUCs on CivilComments)."""
-    task = ToxicityClsTask(dataset, resolve_data_dir(data_dir, required=dataset == "davidson"), shots, limit, seed)
+    task = ToxicityClsTask(dataset, resolve_data_dir(data_dir, required=dataset == "davidson"), shots, limit, seed,
+                           path=dataset_path)
     common.check_data_files(task)
     adapter = common.load_adapter(model, batch_size, dtype, chat_template)
     common.run_and_print(task, adapter, name=name or common.default_name(model), out=out, seed=seed,
