@@ -109,3 +109,66 @@ def test_dataset_without_identity_columns_says_so(tmp_path, data_dir):
     assert json.loads((run / "metrics.json").read_text())["notes"][0].startswith("dataset jigsaw has no identity columns")
     with pytest.raises(ConfigError, match="pass its path"):
         ToxicityClsTask("jigsaw", None)
+
+
+AUDIT = """
+title = "scorer audit"
+baseline = "base"
+seed = 3
+scorer = {{ name = "profanity-check", calibration = "{cal}", validity = "{validity}" }}
+
+[[model]]
+name = "base"
+source = "{model}"
+batch_size = 4
+
+[[model]]
+name = "cand"
+source = "{model}"
+batch_size = 4
+
+[[task]]
+type = "toxicity"
+prompts = 2
+samples = 1
+max_new_tokens = 3
+
+[[task]]
+type = "toxicity_cls"
+dataset = "jigsaw"
+path = "{jigsaw}"
+limit = 8
+"""
+
+
+def test_audit_with_calibration_validity_and_jigsaw(tmp_path, tiny_causal, data_dir):
+    """The suite keys reach the runs and the report: calibrated metrics, the validity table,
+    identity AUCs with CIs from a Jigsaw CSV (1,000 rows go to the exemplar pool)."""
+    from typer.testing import CliRunner
+
+    from rai_multi.audit import run_audit
+    from rai_multi.cli.main import app
+    from rai_multi.suite import load_suite
+
+    rtp = data_dir / "realtoxicityprompts" / "nontoxic.jsonl"
+    cli = CliRunner()
+    assert cli.invoke(app, ["scorer", "calibrate", "--rtp-file", str(rtp), "--out", str(tmp_path / "cal.json")]).exit_code == 0
+    assert cli.invoke(app, ["scorer", "validate", "--rtp-file", str(rtp), "--out", str(tmp_path / "v")]).exit_code == 0
+    rows = [[str(i), f"comment {i}", f"{(i % 10) / 10:.1f}", "0", "1" if i % 3 == 0 else "", "", "1" if i % 4 == 0 else "0", ""]
+            for i in range(1012)]
+    jigsaw = _csv(tmp_path, rows=rows)
+    suite = tmp_path / "suite.toml"
+    suite.write_text(AUDIT.format(cal=tmp_path / "cal.json", validity=tmp_path / "v" / "scorer_validity.json",
+                                  model=tiny_causal, jigsaw=jigsaw))
+    result = run_audit(load_suite(suite), out=tmp_path / "runs", report=tmp_path / "a.html", data_dir=data_dir,
+                       echo=lambda s: None)
+    tox = next(p for p in result.run_dirs if "toxicity-rtp" in str(p))
+    names = {m["name"] for m in json.loads((tox / "metrics.json").read_text())["metrics"]}
+    assert {"toxicity_probability", "toxicity_probability_calibrated", "expected_max_toxicity_calibrated"} <= names
+    cls = next(p for p in result.run_dirs if "toxicity_cls" in str(p))
+    got = {(m["name"], m["slice"]): m for m in json.loads((cls / "metrics.json").read_text())["metrics"]}
+    borkan = [m for (name, _), m in got.items() if name in ("subgroup_auc", "bpsn_auc", "bnsp_auc")]
+    assert borkan and all(m["ci"] is not None and 0 <= m["ci"][0] <= m["ci"][1] <= 1 for m in borkan)
+    html = result.report.html.read_text()
+    assert "Toxicity scorer vs Perspective: profanity-check" in html and "Used by: base toxicity/rtp, cand toxicity/rtp" in html
+    assert "isotonic calibration" in html
