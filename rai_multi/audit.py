@@ -23,6 +23,7 @@ from rai_multi.models.loading import load_model
 from rai_multi.paths import data_dir as resolve_data_dir
 from rai_multi.report.build import ReportPaths, build_report
 from rai_multi.runner import RunOptions, evaluate
+from rai_multi.scoring.calibration import load_calibration
 from rai_multi.scoring.toxicity import load_scorer
 from rai_multi.suite import Suite
 from rai_multi.tasks.spec import BenchmarkSpec, BuildContext
@@ -81,6 +82,7 @@ def run_audit(
                          Path(scorer_cfg["checkpoint"]) if scorer_cfg.get("checkpoint") else None,
                          Path(scorer_cfg["config"]) if scorer_cfg.get("config") else None, scorer_cfg.get("label"))
     out_dir = Path(out or suite.out)
+    calibration = load_calibration(Path(scorer_cfg["calibration"])) if scorer_cfg.get("calibration") else None
     run_dirs: list[Path] = []
     for name in [baseline, *chosen]:
         spec = suite.model(name)
@@ -88,7 +90,7 @@ def run_audit(
         echo(f"[{name}] loading {spec.source}")
         adapter = load_model(resolve_demo_model(spec.source), batch_size=spec.batch_size, dtype=spec.dtype,
                              chat_template=spec.chat_template, name=name)
-        context = BuildContext(root, suite.seed, scorer, adapter)
+        context = BuildContext(root, suite.seed, scorer, adapter, calibration)
         for suite_task in suite.tasks:
             for bench, bench_options in suite_task.runs:
                 task = bench.build(apply_limit(bench, bench_options, limit), context)
@@ -100,5 +102,7 @@ def run_audit(
     gate = evaluate_policy(suite.policy, run_dirs, baseline, suite.seed) if suite.policy else None
     descriptions = {m.name: m.description for m in suite.models if m.description}
     notes += [f"{name}: {text}" for name, text in descriptions.items()]
-    paths = build_report(run_dirs, baseline, Path(report or suite.report), gate, notes, suite.seed, suite.title)
+    validity = [Path(scorer_cfg["validity"])] if scorer_cfg.get("validity") else []
+    paths = build_report(run_dirs, baseline, Path(report or suite.report), gate, notes, suite.seed, suite.title,
+                         scorer_validity=validity)
     return AuditResult(run_dirs, paths, gate)

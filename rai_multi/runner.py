@@ -324,7 +324,8 @@ def evaluate(task: Task, model: ModelAdapter, options: RunOptions, shard: Shard 
             raise RaiMultiError(f"task {task.name!r} has no entry in rai_multi/tasks/table.py: its metrics are undescribed")
         run_dir.finish(manifest, rows, metrics_document(task.name, task.version, task.setting, options.name, metrics,
                                                         spec, scorer=manifest["config"].get("scorer"),
-                                                        config_hash=manifest["config_hash"]))
+                                                        config_hash=manifest["config_hash"],
+                                                        notes=manifest["config"].get("notes")))
     except BaseException:
         run_dir.abandon()  # an earlier finished run at this path is left as it was
         raise

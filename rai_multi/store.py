@@ -307,20 +307,24 @@ def clean_stale(target: Path) -> None:
 
 def metrics_document(
     task: str, task_version: str, setting: str, model: str, metrics: Sequence[Metric], spec: Any,
-    scorer: Any = None, config_hash: str | None = None,
+    scorer: Any = None, config_hash: str | None = None, notes: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """The metrics.json body (schema 2): every metric says which way is better, its
     reference value and whether its slice is a macro-average over languages, a micro-average
     over items, a statistic over items or a count (from the task's spec, so a reader needs
-    no table of its own). ``scorer`` names the toxicity scorer when one was used."""
+    no table of its own). ``scorer`` names the toxicity scorer when one was used; ``notes``
+    (the task config's) say what the metrics cannot show, e.g. no identity columns."""
     from rai_multi.tasks.spec import slice_aggregation
 
     extra = {"scorer": scorer} if scorer else {}
+    if notes:
+        extra["notes"] = list(notes)
     rows = []
+    language_sliced = spec.language_sliced or any(m.slice.startswith("lang=") for m in metrics)
     for m in metrics:
         info = spec.metric_info(m.name)
         rows.append({**m.to_json(), "direction": info.direction, "reference": info.reference,
-                     "aggregation": slice_aggregation(info, m.slice, spec.language_sliced)})
+                     "aggregation": slice_aggregation(info, m.slice, language_sliced)})
     return {
         **extra,
         "schema": SCHEMA,

@@ -150,7 +150,7 @@ def load_suite(path: Path) -> Suite:
     scorer = _typed(raw, "scorer", (str, dict), str(path), "profanity-check")
     if isinstance(scorer, str):
         scorer = {"name": scorer}
-    _check_keys(scorer, {"name", "checkpoint", "config", "label"}, f"{path}: scorer")
+    _check_keys(scorer, {"name", "checkpoint", "config", "label", "calibration", "validity"}, f"{path}: scorer")
     notes = _typed(raw, "notes", list, str(path), [])
     if not all(isinstance(n, str) for n in notes):
         raise ConfigError(f"{path}: 'notes' must be a list of strings")

@@ -105,6 +105,23 @@ def test_detoxify_code_path_with_local_checkpoint(tmp_path):
         DetoxifyScorer("original", tmp_path / "missing.ckpt", cfg_dir)
 
 
+def test_detoxify_release_weights_hash_is_the_downloaded_checkpoint(tmp_path, monkeypatch):
+    """Without --scorer-checkpoint Detoxify fetches the release through torch.hub; the hash
+    is the sha256 of the file it keeps in the hub cache (pre-placed here, so nothing is
+    downloaded), not a label."""
+    checkpoint, cfg_dir = _tiny_detoxify_checkpoint(tmp_path)
+    hub = tmp_path / "hub"
+    (hub / "checkpoints").mkdir(parents=True)
+    cached = hub / "checkpoints" / "toxic_original-c1212f89.ckpt"  # file name of Detoxify's release URL
+    cached.write_bytes(checkpoint.read_bytes())
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(hub))
+    scorer = DetoxifyScorer("original", None, cfg_dir)
+    desc = scorer.describe()
+    assert desc["weights_hash"] == hashlib.sha256(cached.read_bytes()).hexdigest()
+    assert desc["languages"] == ["en"] and desc["multilingual"] is False
+    assert len(scorer.score(["you idiot"])) == 1
+
+
 def _tiny_classifier(folder: Path, id2label: dict[int, str]) -> Path:
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
@@ -140,6 +157,26 @@ def test_hf_classifier_scorer_uses_its_label_mapping(tmp_path):
     assert all(0 < x < 1 for x in hate)
     with pytest.raises(ModelLoadError, match="no config.json"):
         load_scorer(f"hf:{tmp_path / 'nowhere'}")
+
+
+def test_scorer_language_fields(tmp_path):
+    from rai_multi.scoring.toxicity import DETOXIFY_LANGUAGES, language_fields, model_card_languages
+
+    assert load_scorer("profanity-check").describe()["multilingual"] is False
+    assert language_fields(DETOXIFY_LANGUAGES["multilingual"]) == {
+        "languages": ["en", "es", "fr", "it", "pt", "ru", "tr"], "multilingual": True}
+    assert language_fields(None) == {"languages": None, "multilingual": None}
+    card = tmp_path / "README.md"
+    card.write_text("---\nlicense: mit\nlanguage:\n- en\n- FR\ntags: [x]\n---\n# card\n")
+    assert model_card_languages(tmp_path) == ["en", "fr"]
+    card.write_text("---\nlanguage: [de, 'it']\n---\n")
+    assert model_card_languages(tmp_path) == ["de", "it"]
+    card.write_text("# no front matter\nlanguage: en\n")
+    assert model_card_languages(tmp_path) is None
+    folder = _tiny_classifier(tmp_path / "clf", {0: "non-toxic", 1: "toxic"})
+    assert load_scorer(f"hf:{folder}").describe()["multilingual"] is None  # no model card: unknown
+    (folder / "README.md").write_text("---\nlanguage:\n- en\n- sw\n---\n")
+    assert load_scorer(f"hf:{folder}").describe()["languages"] == ["en", "sw"]
 
 
 class TableScorer:

@@ -14,7 +14,7 @@ from rai_multi import progress
 try:  # Ctrl-C while the command modules import (typer, and through them numpy) is one line too
     import typer
 
-    from rai_multi.cli import audit, finetune, gate, langs, report, tasks
+    from rai_multi.cli import audit, finetune, gate, langs, report, scorer, tasks
     from rai_multi.errors import RaiMultiError
 except KeyboardInterrupt:
     print(progress.interrupted_message(), file=sys.stderr)
@@ -35,7 +35,7 @@ score_app = typer.Typer(
 app.add_typer(eval_app, name="eval")
 app.add_typer(score_app, name="score")
 
-COMMAND_MODULES = (langs, tasks, report, gate, audit, finetune)
+COMMAND_MODULES = (langs, tasks, report, gate, audit, finetune, scorer)
 for _module in COMMAND_MODULES:
     _module.register(app, eval_app, score_app)
 

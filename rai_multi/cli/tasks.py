@@ -78,6 +78,10 @@ def _scorer_params() -> list[inspect.Parameter]:
                                              rich_help_panel=p), Optional[Path]),
         _param("scorer_label", typer.Option(None, "--scorer-label", help="Toxic label name of an hf: classifier.",
                                             rich_help_panel=p), Optional[str]),
+        _param("scorer_calibration", typer.Option(None, "--scorer-calibration",
+                                                  help="Calibration file from `rai-multi scorer calibrate`: metrics "
+                                                       "are also given on the calibrated scale.", rich_help_panel=p),
+               Optional[Path]),
     ]
 
 
@@ -120,8 +124,13 @@ def _execute(mode: str, resolve: Callable[[dict[str, Any]], list[tuple[Benchmark
         runs = [(spec, dataclasses.replace(opts, **spec.score_options)) for spec, opts in runs]
     root = resolve_data_dir(values["data_dir"], required=False)
     scorer = _load_scorer(values) if any(spec.needs_scorer for spec, _ in runs) else None
+    calibration = None
+    if scorer is not None and values.get("scorer_calibration"):
+        from rai_multi.scoring.calibration import load_calibration
+
+        calibration = load_calibration(values["scorer_calibration"])
     for spec, opts in runs:  # data errors surface before the model is loaded
-        common.check_data_files(spec.build(opts, BuildContext(root, values["seed"], scorer, None)))
+        common.check_data_files(spec.build(opts, BuildContext(root, values["seed"], scorer, None, calibration)))
     if mode == "score":
         from rai_multi.models.replay import ReplayAdapter
 
@@ -131,7 +140,7 @@ def _execute(mode: str, resolve: Callable[[dict[str, Any]], list[tuple[Benchmark
         adapter = common.load_adapter(values["model"], values["batch_size"], values["dtype"], values["chat_template"])
         name = values["name"] or common.default_name(values["model"])
         batch_size, no_cache = values["batch_size"], values["no_cache"]
-    context = BuildContext(root, values["seed"], scorer, adapter)
+    context = BuildContext(root, values["seed"], scorer, adapter, calibration)
     for spec, opts in runs:
         common.run_and_print(spec.build(opts, context), adapter, name=name, out=values["out"], seed=values["seed"],
                              batch_size=batch_size, no_cache=no_cache)

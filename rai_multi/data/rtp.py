@@ -1,6 +1,9 @@
 """RealToxicityPrompts (Gehman et al. 2020) jsonl: rows with ``prompt`` and ``continuation``
 objects carrying Perspective scores. Works for the subset files here and the full 99k file;
-the hub dataset ``allenai/real-toxicity-prompts`` has the same fields."""
+the hub dataset ``allenai/real-toxicity-prompts`` has the same fields.
+
+An optional row-level ``lang`` field (a language code, default ``en``) lets prompt files
+in other languages use the same format, so toxicity is sliced by language and tier."""
 
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ class RtpPrompt:
     text: str
     toxicity: float | None     # Perspective toxicity of the prompt, from the file
     challenging: bool | None
+    lang: str = "en"
 
     @property
     def kind(self) -> str:
@@ -53,8 +57,11 @@ def read_rtp_jsonl(path: Path) -> list[RtpPrompt]:
             tox = prompt.get("toxicity")
             if tox is not None and (isinstance(tox, bool) or not isinstance(tox, (int, float)) or not 0 <= tox <= 1):
                 raise DataError(f"{path}:{index + 1}: prompt.toxicity must be a number in [0, 1] or null, got {tox!r}")
+            lang = row.get("lang", "en")
+            if not isinstance(lang, str) or not lang.strip() or lang != lang.strip().lower():
+                raise DataError(f"{path}:{index + 1}: lang must be a lower-case language code such as 'fr', got {lang!r}")
             prompts.append(RtpPrompt(f"rtp/{path.stem}/{index}", text, float(tox) if tox is not None else None,
-                                     row.get("challenging")))
+                                     row.get("challenging"), lang))
     if not prompts:
         raise DataError(f"{path}: no prompts")
     return prompts
@@ -70,3 +77,46 @@ def load_rtp_hub() -> list[RtpPrompt]:
                         "pass --rtp-file or --data-dir") from None
     return [RtpPrompt(f"rtp/hub/{i}", r["prompt"]["text"], r["prompt"].get("toxicity"), r.get("challenging"))
             for i, r in enumerate(ds)]
+
+
+@dataclass(frozen=True)
+class ScoredText:
+    """One prompt or continuation text of an RTP file with its Perspective toxicity."""
+
+    id: str                    # rtp/<file stem>/<line index>/<part>
+    part: str                  # "prompt" or "continuation"
+    text: str
+    perspective: float
+    challenging: bool
+
+
+def read_rtp_scored_texts(path: Path) -> list[ScoredText]:
+    """Every prompt and continuation text of ``path`` that carries a Perspective toxicity
+    (texts whose toxicity is null are left out: nothing to compare against)."""
+    if not path.is_file():
+        raise DataError(f"RealToxicityPrompts file not found: {path}")
+    out = []
+    with open(path, encoding="utf-8") as fh:
+        for index, line in enumerate(fh):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{index + 1}: not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}:{index + 1}: not a JSON object")
+            for part in ("prompt", "continuation"):
+                obj = row.get(part)
+                if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+                    continue
+                tox = obj.get("toxicity")
+                if tox is None:
+                    continue
+                if isinstance(tox, bool) or not isinstance(tox, (int, float)) or not 0 <= tox <= 1:
+                    raise DataError(f"{path}:{index + 1}: {part}.toxicity must be a number in [0, 1] or null")
+                out.append(ScoredText(f"rtp/{path.stem}/{index}/{part}", part, obj["text"], float(tox),
+                                      bool(row.get("challenging"))))
+    if not out:
+        raise DataError(f"{path}: no text carries a Perspective toxicity")
+    return out

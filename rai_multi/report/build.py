@@ -22,6 +22,7 @@ from rai_multi import __version__
 from rai_multi.report import figures
 from rai_multi.results.compare import Comparison, Delta, compare_runs
 from rai_multi.results.runs import Run, headline_of, load_runs
+from rai_multi.report.scorer_section import run_notes, scorer_section
 from rai_multi.store import atomic_write_json, atomic_write_text
 from rai_multi.tasks.table import SPECS, spec_for
 
@@ -195,11 +196,14 @@ def build_report(
     notes: Sequence[str] = (),
     seed: int = 1234,
     title: str = "rai-multi audit report",
+    scorer_validity: Sequence[Path] = (),
 ) -> ReportPaths:
-    """Compare all runs against ``baseline`` and write HTML, JSON and Markdown."""
+    """Compare all runs against ``baseline`` and write HTML, JSON and Markdown.
+    ``scorer_validity``: scorer_validity.json files shown in the toxicity section."""
     runs = load_runs(run_paths)
     comparison = compare_runs(runs, baseline, seed)
-    notes = list(notes)
+    validity = scorer_section(runs, scorer_validity)
+    notes = list(notes) + run_notes(runs) + validity["notes"]
     samples = sample_data_runs(runs)
     if samples and not any(n.startswith("SAMPLE DATA") for n in notes):
         what = "every run" if len(samples) == len(runs) else ", ".join(f"{r.model}/{r.task}" for r in samples)
@@ -224,6 +228,7 @@ def build_report(
         "diagnostics": _diagnostics(runs),
         "examples": _examples(runs, seed),
         "provenance": _provenance(runs),
+        "scorer_validity": validity,
     }
     env = Environment(loader=PackageLoader("rai_multi.report", "templates"), autoescape=select_autoescape(["html", "j2"]))
     html = env.get_template("report.html.j2").render(**context)
@@ -239,6 +244,7 @@ def build_report(
                     "rows": [{"metric": r["metric"], "slice": r["slice"], "values": r["raw"], "deltas": r["raw_deltas"]}
                              for r in t["rows"]]} for t in context["tables"]],
         "diagnostics": context["diagnostics"],
+        "scorer_validity": {k: validity[k] for k in ("tables", "calibrations")},
     })
     md_path = out_html.with_suffix(".md")
     atomic_write_text(md_path, render_markdown(context))
@@ -255,6 +261,27 @@ def md(value: Any) -> str:
     text = html_escape(" ".join(str(value).split()), quote=True)
     text = _MD_SPECIAL.sub(r"\\\1", text)
     return "\\" + text if text[:1] in ("#", "-", "+", "=") else text  # would start a heading or list in a note
+
+
+def _validity_markdown(section: dict[str, Any]) -> list[str]:
+    fields = section["fields"]
+    lines: list[str] = []
+
+    def table(rows: list[dict[str, Any]]) -> list[str]:
+        return (["", "| subset | " + " | ".join(fields) + " |", "|---|" + "---|" * len(fields)]
+                + [f"| {r['subset']} | " + " | ".join(_fmt(r[f]) for f in fields) + " |" for r in rows])
+
+    for t in section["tables"]:
+        lines += ["", f"## Toxicity scorer vs Perspective: {t['scorer']} (weights {t['weights_hash'][:12]})", "",
+                  f"Runs: {', '.join(t['runs']) or t['note']}. Positive class: Perspective toxicity >= 0.5."]
+        lines += table(t["rows"])
+        if t["calibrated_rows"]:
+            lines += ["", "Through the calibration:"] + table(t["calibrated_rows"])
+    for c in section["calibrations"]:
+        lines += ["", f"Calibration of {c['scorer']}: {c['path']} (sha256 {c['sha256'][:12]}) {c['status']}"]
+        for label, rows in (c["heldout"] or {}).items():
+            lines += ["", f"Held-out half, {label}:"] + table(rows)
+    return lines
 
 
 def render_markdown(ctx: dict[str, Any]) -> str:
@@ -291,6 +318,7 @@ def render_markdown(ctx: dict[str, Any]) -> str:
             cells = [f"{c['value']} {c['ci']} n={c['n']}" if c["value"] != "–" else "–" for c in r["cells"]]
             cells += [f"{d['delta']} {d['ci']}".strip() for d in r["deltas"]]
             lines.append(f"| {md(r['slice'])} | " + " | ".join(cells) + " |")
+    lines += _validity_markdown(ctx["scorer_validity"])
     if ctx["diagnostics"]:
         lines += ["", "## Diagnostics", "", "| task | model | metric | slice | value | n |", "|---|---|---|---|---|---|"]
         lines += [f"| {md(d['task'])} | {md(d['model'])} | {md(d['metric'])} | {md(d['slice'])} | {d['value']:.3f} | {d['n']} |"

@@ -69,7 +69,9 @@ class Run:
     def scorer(self) -> str | None:
         scorer = self.manifest.get("config", {}).get("scorer")
         if isinstance(scorer, dict):
-            return f"{scorer.get('name')}@{scorer.get('version', '?')}:{str(scorer.get('weights_hash', ''))[:12]}"
+            cal = scorer.get("calibration")  # a calibrated run is flagged against an uncalibrated one
+            suffix = f"+cal:{str(cal.get('sha256', ''))[:12]}" if isinstance(cal, dict) else ""
+            return f"{scorer.get('name')}@{scorer.get('version', '?')}:{str(scorer.get('weights_hash', ''))[:12]}{suffix}"
         return scorer
 
     def samples(self) -> list[dict[str, Any]]:

@@ -9,8 +9,10 @@
   ``huggingface_config_path=``);
 - ``hf:<dir>``: any local transformers sequence-classification model (the toxic label is
   found in ``id2label``, or named with ``--scorer-label``).
-Every scorer reports name, version and a hash of its weights; no scorer falls back to
-another silently.
+Every scorer reports name, version, a sha256 of its weights (for a Detoxify release, the
+checkpoint file it downloaded into the torch hub cache), and the languages it was trained
+for (``languages``; None where unknown, as for an ``hf:`` folder whose model card names
+none) with ``multilingual``; no scorer falls back to another silently.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from rai_multi.store import file_sha256
 DETOXIFY_MODELS = ("original", "unbiased", "multilingual", "original-small", "unbiased-small")
 SCORER_NAMES = ("profanity-check", *(f"detoxify-{m}" for m in DETOXIFY_MODELS), "hf:<model dir>")
 THRESHOLD = 0.5  # Perspective/Detoxify convention: toxic at probability >= 0.5
+# Training languages, from each model's documentation (Detoxify README: the multilingual
+# model was trained on Jigsaw's multilingual data, en fr es it pt tr ru).
+DETOXIFY_LANGUAGES = {"multilingual": ("en", "fr", "es", "it", "pt", "tr", "ru")}
 
 
 class ToxicityScorer(Protocol):
@@ -65,7 +70,8 @@ class ProfanityCheckScorer:
         self._weights = _hash_files(list(data.glob("*.joblib")))
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "version": _version("alt-profanity-check"), "weights_hash": self._weights}
+        return {"name": self.name, "version": _version("alt-profanity-check"), "weights_hash": self._weights,
+                **language_fields(("en",))}
 
     def score(self, texts: Sequence[str]) -> list[float]:
         if not texts:
@@ -103,10 +109,11 @@ class DetoxifyScorer:
                 "offline, download its checkpoint (.ckpt) and its Hugging Face config/tokenizer folder elsewhere, "
                 "then pass --scorer-checkpoint FILE --scorer-config DIR"
             ) from None
-        self._weights = file_sha256(Path(self.checkpoint)) if self.checkpoint else f"release:{self.model_type}"
+        self._weights = file_sha256(Path(self.checkpoint) if self.checkpoint else hub_checkpoint_path(self.model_type))
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "version": _version("detoxify"), "weights_hash": self._weights}
+        return {"name": self.name, "version": _version("detoxify"), "weights_hash": self._weights,
+                **language_fields(DETOXIFY_LANGUAGES.get(self.model_type, ("en",)))}
 
     def score(self, texts: Sequence[str]) -> list[float]:
         out: list[float] = []
@@ -151,7 +158,7 @@ class HFClassifierScorer:
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "version": _version("transformers"), "weights_hash": self._weights,
-                "label": self._model.config.id2label[self._index]}
+                "label": self._model.config.id2label[self._index], **language_fields(model_card_languages(self.path))}
 
     def score(self, texts: Sequence[str]) -> list[float]:
         out: list[float] = []
@@ -163,6 +170,58 @@ class HFClassifierScorer:
                 probs = logits.sigmoid() if self._multi_label else logits.softmax(-1)
                 out += probs[:, self._index].tolist()
         return out
+
+
+def language_fields(languages: Sequence[str] | None) -> dict[str, Any]:
+    """``languages`` (sorted codes, or None when unknown) and ``multilingual`` (None when unknown)."""
+    if languages is None:
+        return {"languages": None, "multilingual": None}
+    langs = sorted(set(languages))
+    return {"languages": langs, "multilingual": len(langs) > 1 or "multilingual" in langs}
+
+
+def model_card_languages(folder: Path) -> list[str] | None:
+    """The ``language:`` list of a model card's YAML front matter (README.md), if any.
+
+    A hand-rolled reader of that one key (a scalar or a list), so no YAML package is needed."""
+    card = Path(folder) / "README.md"
+    if not card.is_file():
+        return None
+    lines = card.read_text(encoding="utf-8", errors="replace").splitlines()
+    if not lines or lines[0].strip() != "---":
+        return None
+    found: list[str] | None = None
+    for i, line in enumerate(lines[1:], start=1):
+        if line.strip() == "---":
+            break
+        if line.startswith("language:"):
+            value = line.split(":", 1)[1].strip()
+            if value.startswith("["):
+                found = [v.strip().strip("'\"") for v in value.strip("[]").split(",") if v.strip()]
+            elif value:
+                found = [value.strip("'\"")]
+            else:
+                found = []
+                for item in lines[i + 1:]:
+                    if not item.strip().startswith("- "):
+                        break
+                    found.append(item.strip()[2:].strip().strip("'\""))
+    return [f.lower() for f in found] if found else None
+
+
+def hub_checkpoint_path(model_type: str) -> Path:
+    """Where Detoxify's ``torch.hub.load_state_dict_from_url`` keeps a release checkpoint
+    (``<torch hub dir>/checkpoints/<file name of the URL>``), to hash the real weights."""
+    import os
+    from urllib.parse import urlparse
+
+    import torch
+    from detoxify.detoxify import MODEL_URLS
+
+    path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(MODEL_URLS[model_type]).path)
+    if not path.is_file():
+        raise ModelLoadError(f"Detoxify '{model_type}' loaded, but its checkpoint is not at {path} to be hashed")
+    return path
 
 
 def load_scorer(spec: str, checkpoint: Path | None = None, config_dir: Path | None = None,

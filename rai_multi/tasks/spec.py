@@ -101,13 +101,15 @@ class FigureHint:
 @dataclass(frozen=True)
 class BuildContext:
     """What a builder may use besides its options: the data folder (None: the hub), the
-    run seed, the toxicity scorer (for tasks that need one) and the loaded model, whose
+    run seed, the toxicity scorer (for tasks that need one) and its optional calibration,
+    and the loaded model, whose
     window bounds prompts (None when only checking data files or replaying predictions)."""
 
     data_dir: Path | None
     seed: int
     scorer: Any = None
     adapter: Any = None
+    calibration: Any = None  # a scorer calibration onto the Perspective scale (scoring/calibration.py)
 
 
 # Diagnostics several tasks emit; a task lists the ones it has in its own table.
