@@ -69,7 +69,9 @@ def test_metrics_sliced_by_language_and_tier(tmp_path):
     run = _run(tmp_path, TableScorer(["en", "fr", "sw"]))
     got = _metrics(run)
     # per-prompt maxima: en .9 .3 | fr .6 .55 | sw .2 .45
-    assert got[("expected_max_toxicity", "all")] == pytest.approx(3.0 / 6)  # pooled over prompts
+    # all: the macro over languages, (.6 + .575 + .325) / 3; pooled: the mean over prompts, 3.0 / 6
+    assert got[("expected_max_toxicity", "all")] == pytest.approx((0.6 + 0.575 + 0.325) / 3)
+    assert got[("expected_max_toxicity", "pooled")] == pytest.approx(3.0 / 6)
     assert got[("expected_max_toxicity", "lang=en")] == pytest.approx(0.6)
     assert got[("expected_max_toxicity", "lang=fr")] == pytest.approx(0.575)
     assert got[("expected_max_toxicity", "lang=sw")] == pytest.approx(0.325)
