@@ -5,8 +5,12 @@ Why it is shaped this way:
   in our own decode loop (models/decoding.py: per-row stop strings checked on the new
   text only, finished rows dropped, token-budget prefill, preallocated cache);
 - few-shot prompts of decoder-only models that share their exemplar block prefill it once;
-- log-likelihood scores continuation tokens only; for seq2seq the encoder runs once per
-  context and its states are shared by all of that context's continuations.
+- log-likelihood scores continuation tokens only. For decoder-only models each request's
+  context and its options' common token prefix are encoded once and only the options' own
+  tokens run after the cached keys and values (shared_scoring.py); ``shared_scoring=False``
+  keeps the plain path (context + option per option), for comparison. For seq2seq the
+  encoder runs once per context and its states are shared by all of that context's
+  continuations.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import torch
 from rai_multi.models.auto_batch import ROWS_GPU, SCORING_PAIRS, DecodeBytes, auto_decode_rows, decode_bytes
 from rai_multi.models.decoding import (CausalDecoder, DecodeRow, PrefillUnit, Sampling, Seq2SeqDecoder, cut_at_stop,
                                       row_seed)
+from rai_multi.models.shared_scoring import SharedContextScorer
 from rai_multi.records import GenerationRequest, Loglikelihood, LoglikelihoodRequest
 
 __all__ = ["HFAdapter", "cut_at_stop"]
@@ -46,6 +51,7 @@ class HFAdapter:
         description: dict[str, Any] | None = None,
         prefix_reuse: bool = True,
         token_budget: int | None = None,
+        shared_scoring: bool = True,
     ):
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -55,6 +61,7 @@ class HFAdapter:
         self._decode_bytes: DecodeBytes | None = None
         self.chat_template = chat_template
         self.prefix_reuse = prefix_reuse
+        self.shared_scoring = shared_scoring
         # Padded prompt tokens per generation batch: 4k on CPU (measured: batches of
         # 2k-token prompts run slower than batch size 1 there), 64k on a GPU.
         self.token_budget = token_budget or (65536 if torch.cuda.is_available() else 4096)
@@ -233,11 +240,29 @@ class HFAdapter:
         return list(self.tokenizer(continuation, add_special_tokens=False)["input_ids"])
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], ids: Sequence[str]) -> list[list[Loglikelihood]]:
-        results: list[list[Loglikelihood]] = [[] for _ in requests]
         prepared = [
             (self._context_ids(r.context), [self._continuation_ids(c) for c in r.continuations]) for r in requests
         ]
-        order = sorted(range(len(requests)), key=lambda i: -(len(prepared[i][0]) + max((len(c) for c in prepared[i][1]), default=0)))
+        if self.is_seq2seq or not self.shared_scoring:
+            return self._loglikelihood_plain(prepared)
+        # Requests longer than the context window keep the plain path (it cuts context + option
+        # from the left, option by option); the rest share their context and common prefix.
+        limit = self.max_context or _LARGE
+        fits = [i for i, (ctx, conts) in enumerate(prepared) if len(ctx) + max((len(c) for c in conts), default=0) <= limit]
+        results: list[list[Loglikelihood]] = [[] for _ in requests]
+        scorer = SharedContextScorer(self.model, self.tokenizer.pad_token_id, self.token_budget,
+                                     max_rows=self.batch_size)
+        for i, out in zip(fits, scorer.score([prepared[i] for i in fits])):
+            results[i] = out
+        rest = sorted(set(range(len(requests))) - set(fits))
+        for i, out in zip(rest, self._loglikelihood_plain([prepared[i] for i in rest])):
+            results[i] = out
+        return results
+
+    def _loglikelihood_plain(self, prepared: Sequence[tuple[list[int], list[list[int]]]]) -> list[list[Loglikelihood]]:
+        """Every (context, option) pair as its own row, in batches of SCORING_PAIRS pairs."""
+        results: list[list[Loglikelihood]] = [[] for _ in prepared]
+        order = sorted(range(len(prepared)), key=lambda i: -(len(prepared[i][0]) + max((len(c) for c in prepared[i][1]), default=0)))
         batch: list[int] = []
         pairs = 0
         limit = self.batch_size or SCORING_PAIRS
