@@ -92,7 +92,7 @@
         var li = el("li");
         if (m.ans === k) { li.className = "chosen"; }
         var ll = m.ll[k] || [null, null];
-        li.appendChild(el("span", "ll", "log-lik " + fmt(ll[0]) + " (" + fmt(ll[1]) + " tok)"));
+        li.appendChild(el("span", "ll", "log-lik " + (typeof ll[0] === "number" ? ll[0].toFixed(3) : "–") + " (" + fmt(ll[1]) + " tok)"));
         li.appendChild(document.createTextNode(" "));
         li.appendChild(el("span", "opt", text));
         if (item.gi === k) { li.appendChild(el("span", "tag", "gold")); }
@@ -138,6 +138,9 @@
     }
     tr.appendChild(prompt);
     tr.appendChild(el("td", "gold", item.gold));
+    item.st.forEach(function (code) {
+      tr.appendChild(el("td", "status " + (CODES[code] || "na"), CODES[code] || "–"));
+    });
     item.m.forEach(function (m) {
       if (!m) {
         tr.appendChild(el("td", "missing", "not in this run"));
@@ -151,9 +154,6 @@
       tr.appendChild(ans);
       tr.appendChild(el("td", verdictClass(rec, m.v), fmt(m.v)));
     });
-    item.st.forEach(function (code) {
-      tr.appendChild(el("td", "status " + (CODES[code] || "na"), CODES[code] || "–"));
-    });
     return tr;
   }
 
@@ -162,12 +162,12 @@
     head.textContent = "";
     var tr = el("tr");
     ["id", "lang", "tier", "prompt", "gold"].forEach(function (h) { tr.appendChild(el("th", null, h)); });
+    rec.candidates.forEach(function (c) { tr.appendChild(el("th", null, c + " vs baseline")); });
     rec.models.forEach(function (model) {
       tr.appendChild(el("th", null, model + (model === rec.baseline ? " (baseline)" : "") + ": output"));
       tr.appendChild(el("th", null, "answer (how read)"));
       tr.appendChild(el("th", null, rec.field || "score"));
     });
-    rec.candidates.forEach(function (c) { tr.appendChild(el("th", null, c + " vs baseline")); });
     head.appendChild(tr);
   }
 
@@ -261,7 +261,7 @@
     var task = $("f-task");
     DATA.forEach(function (rec) { var o = el("option", null, rec.key + " (" + rec.items.length + " items)"); o.value = rec.key; task.appendChild(o); });
     setupTask();
-    task.addEventListener("change", function () { update({key: task.value, lang: "", tier: "", cand: 0, change: ""}); });
+    task.addEventListener("change", function () { update({key: task.value, lang: "", tier: "", cand: 0, change: "", q: ""}); });
     $("f-lang").addEventListener("change", function () { update({lang: $("f-lang").value}); });
     $("f-tier").addEventListener("change", function () { update({tier: $("f-tier").value}); });
     $("f-cand").addEventListener("change", function () { update({cand: parseInt($("f-cand").value || "0", 10)}); });
