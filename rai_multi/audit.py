@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 
 import typer
 
+from rai_multi.audit_progress import AuditProgress
 from rai_multi.demo_models import resolve_demo_model
 from rai_multi.errors import ConfigError
 from rai_multi.gate import GateResult, evaluate_policy, parse_policy
@@ -25,6 +26,7 @@ from rai_multi.report.build import ReportPaths, build_report
 from rai_multi.runner import RunOptions, evaluate
 from rai_multi.scoring.calibration import load_calibration
 from rai_multi.scoring.toxicity import load_scorer
+from rai_multi.store import RunDir
 from rai_multi.suite import Suite
 from rai_multi.tasks.spec import BenchmarkSpec, BuildContext
 
@@ -84,19 +86,21 @@ def run_audit(
     out_dir = Path(out or suite.out)
     calibration = load_calibration(Path(scorer_cfg["calibration"])) if scorer_cfg.get("calibration") else None
     run_dirs: list[Path] = []
+    progress = AuditProgress(1 + len(chosen), sum(len(t.runs) for t in suite.tasks))
     for name in [baseline, *chosen]:
         spec = suite.model(name)
-        started = time.time()
         echo(f"[{name}] loading {spec.source}")
         adapter = load_model(resolve_demo_model(spec.source), batch_size=spec.batch_size, dtype=spec.dtype,
                              chat_template=spec.chat_template, name=name)
         context = BuildContext(root, suite.seed, scorer, adapter, calibration)
         for suite_task in suite.tasks:
             for bench, bench_options in suite_task.runs:
+                task_started = time.time()
                 task = bench.build(apply_limit(bench, bench_options, limit), context)
                 options = RunOptions(out_dir=out_dir, name=name, seed=suite.seed, batch_size=spec.batch_size)
                 run_dirs.append(evaluate(task, adapter, options))
-                echo(f"[{name}] {task.name}/{task.setting} done ({time.time() - started:.0f}s)")
+                n_items = RunDir(run_dirs[-1]).read_manifest()["n_samples"]
+                echo(progress.done(f"{name} {task.name}/{task.setting} in {time.time() - task_started:.0f}s", n_items))
         del adapter
         gc.collect()
     gate = evaluate_policy(suite.policy, run_dirs, baseline, suite.seed) if suite.policy else None

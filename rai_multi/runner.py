@@ -283,14 +283,60 @@ def build_manifest(task: Task, model: ModelAdapter, options: RunOptions, samples
     }
 
 
-def base_row(sample: Sample, response: Response) -> dict[str, Any]:
-    """The fields every samples.jsonl row has, whatever the task."""
+PROMPT_CHARS = 1200  # prompt text kept per row: its end, where the item's own question is
+OPTION_CHARS = 400  # each scored continuation (option) kept per row
+
+
+def _clip_end(text: str, limit: int) -> str:
+    """The last ``limit`` characters, marked when the start was cut: few-shot prompts repeat
+    the same exemplars on every row, and the item itself comes last."""
+    return text if len(text) <= limit else f"[... {len(text) - limit} characters cut] " + text[-limit:]
+
+
+SHARED_START_MIN = 200  # a start shared by every prompt of a language, at least this long, is stored once
+
+
+def _prompt_text(sample: Sample) -> str:
+    req = sample.request
+    return req.prompt if isinstance(req, GenerationRequest) else req.context
+
+
+def shared_prompt_starts(samples: Sequence[Sample]) -> dict[str, str]:
+    """Per language, the start every prompt shares (the few-shot exemplars), cut after its
+    last blank line, where there is one of at least SHARED_START_MIN characters: the
+    manifest keeps it once and each row only the item's own part of the prompt."""
+    texts: dict[str, list[str]] = {}
+    for s in samples:
+        texts.setdefault(s.lang, []).append(_prompt_text(s))
+    starts = {}
+    for lang, prompts in texts.items():
+        common = os.path.commonprefix(prompts) if len(prompts) > 1 else ""
+        cut = common.rfind("\n\n") + 2
+        if cut >= SHARED_START_MIN:
+            starts[lang] = common[:cut]
+    return starts
+
+
+def base_row(sample: Sample, response: Response, shared_start: int = 0) -> dict[str, Any]:
+    """The fields every samples.jsonl row has, whatever the task: the item, its prompt
+    after the ``shared_start`` characters all its language's prompts share (the manifest's
+    ``shared_prompt_starts``), clipped to its end (``prompt_hash`` identifies the full
+    request), the scored options of a log-likelihood request, the gold target and the
+    model's response."""
+    req = sample.request
+    own = _prompt_text(sample)[shared_start:]
+    marker = f"[shared start: {shared_start} characters] " if shared_start else ""
     row: dict[str, Any] = {
         "id": sample.id,
         "lang": sample.lang,
         "tier": tier_of(sample.lang),
-        "prompt_hash": prompt_hash(sample.request),
+        "prompt_hash": prompt_hash(req),
+        "prompt": marker + _clip_end(own, PROMPT_CHARS),
     }
+    if not isinstance(req, GenerationRequest):
+        row["continuations"] = [c if len(c) <= OPTION_CHARS else c[:OPTION_CHARS] + " [...]" for c in req.continuations]
+    if sample.target is not None:
+        row["gold"] = sample.target
     row.update(response.to_json())
     return row
 
@@ -303,6 +349,8 @@ def evaluate(task: Task, model: ModelAdapter, options: RunOptions, shard: Shard 
         raise RaiMultiError(f"{task.name}: no samples to evaluate (check --langs/--limit and the data files)")
     _check_unique_ids(samples)
     manifest = build_manifest(task, model, options, samples)
+    starts = shared_prompt_starts(samples)
+    manifest["shared_prompt_starts"] = starts
     run_dir = RunDir(run_dir_for(task, options, manifest["config_hash"]))
     if shard.rank == 0:
         run_dir.start(manifest)
@@ -315,7 +363,7 @@ def evaluate(task: Task, model: ModelAdapter, options: RunOptions, shard: Shard 
             responses = _wait_for_shards(task, model, samples, options)
         ordered = [responses[s.id] for s in samples]
         scored = task.score(samples, ordered)
-        rows = [{**base_row(s, r), **extra} for s, r, extra in zip(samples, ordered, scored)]
+        rows = [{**base_row(s, r, len(starts.get(s.lang, ""))), **extra} for s, r, extra in zip(samples, ordered, scored)]
         metrics = task.metrics(rows, options.seed)
         manifest["shards"] = shard.world_size
         manifest["answers"] = {"from_cache": answers.from_cache, "generated": answers.generated}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -148,6 +149,8 @@ def test_audit_end_to_end_cache_and_kill_resume(tmp_path, tiny_seq2seq, tiny_cau
     done = subprocess.run(argv, env=_env(tmp_path), capture_output=True, text=True, timeout=600)
     assert done.returncode in (0, 1), done.stdout + done.stderr
     assert f"report: {report.resolve()}" in done.stdout and "gate verdict: PASS" in done.stdout
+    assert "[audit] task 1 of 16 done: base mgsm/native_cot" in done.stdout and "ETA " in done.stdout
+    assert re.search(r"\[audit\] task 16 of 16 done: cand .* items done, .* elapsed, done", done.stdout), done.stdout
     for run in finished:
         assert RunDir(run).read_manifest()["answers"]["generated"] == 0, run
     runs = [p.parent for p in out.rglob("manifest.json")]

@@ -4,6 +4,7 @@ metrics.json, escaping of model output, policy outcomes and exit codes, JUnit XM
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
@@ -221,7 +222,10 @@ def test_report_numbers_equal_metrics_and_output_is_escaped(data_dir, tmp_path):
     runs = _run_pair(data_dir, tmp_path / "runs", right_base=4, right_cand=7, xss=True)
     paths = build_report([runs], "base", tmp_path / "rep" / "audit.html")
     html = paths.html.read_text(encoding="utf-8")
-    assert XSS not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    # the model's <script> is in the page only as escaped JSON data (rendered as text by the explorer)
+    assert XSS not in html and "\\u003cscript\\u003ealert(1)\\u003c/script\\u003e" in html
+    data = json.loads(html.split('<script type="application/json" id="items-data">', 1)[1].split("</script>", 1)[0])
+    assert sum(XSS in (m or {}).get("out", []) for rec in data for item in rec["items"] for m in item["m"]) == 9  # 3 wrong per language
     doc = json.loads(paths.json.read_text())
     metrics = {(m["name"], m["slice"]): m["value"] for m in
                json.loads((find_run(runs / "flan", "mgsm-native_cot") / "metrics.json").read_text())["metrics"]}
@@ -330,14 +334,19 @@ def test_report_opens_in_headless_chromium(data_dir, tmp_path):
     assert shot.stat().st_size > 10_000
     facts = json.loads(proc.stdout.splitlines()[0])
     assert facts["summary_rows"] == 4 and facts["images"] >= 2 and facts["broken_images"] == 0
-    assert facts["scripts"] == 0  # the model's <script> stayed text
-    # negative control: the same check fails on a page that logs a console error
-    broken = tmp_path / "broken.html"
-    broken.write_text(paths.html.read_text(encoding="utf-8").replace("</body>", "<script>console.error('boom')</script></body>"),
-                      encoding="utf-8")
-    proc = subprocess.run(["bash", str(Path(__file__).resolve().parents[1] / "scripts" / "check_report_in_browser.sh"),
-                           str(broken), str(tmp_path / "broken.png")], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1 and "console.error: boom" in proc.stderr
+    assert facts["scripts"] == 2  # the item data and the explorer's own script; the model's <script> stayed text
+    assert facts["item_rows"] == 30 and facts["item_count"].startswith("30 of 30 items")
+    # negative controls: the same check fails on a page that logs a console error (its CSP
+    # taken out), and on one whose injected script the CSP blocks
+    html = paths.html.read_text(encoding="utf-8")
+    no_csp = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", html)
+    assert no_csp != html
+    for page, message in ((no_csp, "console.error: boom"), (html, "content security policy: script-src-elem blocked inline")):
+        broken = tmp_path / "broken.html"
+        broken.write_text(page.replace("</body>", "<script>console.error('boom')</script></body>"), encoding="utf-8")
+        proc = subprocess.run(["bash", str(Path(__file__).resolve().parents[1] / "scripts" / "check_report_in_browser.sh"),
+                               str(broken), str(tmp_path / "broken.png")], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 1 and message in proc.stderr, proc.stderr
 
 
 # ---------------------------------------------------------------- gate

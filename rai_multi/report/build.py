@@ -7,8 +7,9 @@ Every string that comes from a model or a data file is escaped by the template e
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
-import random
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -20,14 +21,12 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from rai_multi import __version__
 from rai_multi.report import figures
+from rai_multi.report.items import explorer_data, script_json
 from rai_multi.results.compare import Comparison, Delta, compare_runs
 from rai_multi.results.runs import Run, headline_of, load_runs
 from rai_multi.report.scorer_section import run_notes, scorer_section
 from rai_multi.store import atomic_write_json, atomic_write_text
 from rai_multi.tasks.table import SPECS, spec_for
-
-EXAMPLES_PER_LANGUAGE = 2
-
 
 def _section(task: str) -> str:
     spec = spec_for(task)
@@ -55,25 +54,6 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 def _ci(ci: Any) -> str:
     return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
-
-
-def _examples(runs: Sequence[Run], seed: int) -> list[dict[str, Any]]:
-    """A few outputs per language and model, sampled with the seed (shown escaped)."""
-    examples = []
-    for run in runs:
-        rows = run.samples()
-        by_lang: dict[str, list[dict[str, Any]]] = {}
-        for r in rows:
-            if r.get("outputs"):
-                by_lang.setdefault(r.get("lang", ""), []).append(r)
-        rng = random.Random(f"{seed}|{run.task}|{run.model}")
-        for lang in sorted(by_lang):
-            for r in rng.sample(by_lang[lang], min(EXAMPLES_PER_LANGUAGE, len(by_lang[lang]))):
-                score = {k: r[k] for k in ("correct", "squad_em", "em", "f1", "extracted", "gold", "max_toxicity")
-                         if k in r}
-                examples.append({"task": f"{run.task}/{run.setting}", "model": run.model, "lang": lang, "id": r["id"],
-                                 "output": r["outputs"][0], "score": json.dumps(score, ensure_ascii=False)})
-    return examples
 
 
 def _diagnostics(runs: Sequence[Run]) -> list[dict[str, Any]]:
@@ -188,6 +168,13 @@ def _delta_view(d: Delta) -> dict[str, Any]:
             "p_adj_s": _fmt(d.p_adjusted, 4), "mde_s": _fmt(d.mde)}
 
 
+def _items_script() -> str:
+    """The explorer's own script (templates/items.js), inlined: the page loads nothing."""
+    from importlib.resources import files
+
+    return files("rai_multi.report").joinpath("templates", "items.js").read_text(encoding="utf-8")
+
+
 def build_report(
     run_paths: Sequence[Path],
     baseline: str,
@@ -226,10 +213,13 @@ def build_report(
         "figures": _figures(comparison),
         "rai_figures": _rai_figures(comparison),
         "diagnostics": _diagnostics(runs),
-        "examples": _examples(runs, seed),
         "provenance": _provenance(runs),
         "scorer_validity": validity,
     }
+    explorer = explorer_data(comparison.groups, baseline)
+    script = _items_script()
+    context.update(explorer=explorer, items_json=script_json(explorer), items_js=script,
+                   script_hash=base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii"))
     env = Environment(loader=PackageLoader("rai_multi.report", "templates"), autoescape=select_autoescape(["html", "j2"]))
     html = env.get_template("report.html.j2").render(**context)
     atomic_write_text(out_html, html)
@@ -245,6 +235,8 @@ def build_report(
                              for r in t["rows"]]} for t in context["tables"]],
         "diagnostics": context["diagnostics"],
         "scorer_validity": {k: validity[k] for k in ("tables", "calibrations")},
+        "item_changes": [{"task": r["task"], "setting": r["setting"], "field": r["field"], "paired": r["paired"],
+                          "changes": r["changes"]} for r in explorer],
     })
     md_path = out_html.with_suffix(".md")
     atomic_write_text(md_path, render_markdown(context))
