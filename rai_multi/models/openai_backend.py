@@ -20,6 +20,7 @@ Why it is shaped this way:
 from __future__ import annotations
 
 import email.utils
+import http.client
 import json
 import os
 import random
@@ -182,7 +183,7 @@ class OpenAIAdapter:
             retry_after: float | None = None
             try:
                 status, headers, payload = self._once(method, path, body)
-            except (urllib.error.URLError, ConnectionError, socket.timeout, TimeoutError, OSError) as exc:
+            except (urllib.error.URLError, http.client.HTTPException, socket.timeout, TimeoutError, OSError) as exc:
                 reason = getattr(exc, "reason", exc)
                 last = f"no answer ({type(reason).__name__}: {self._mask(str(reason))})"
                 if not retry:
