@@ -3,7 +3,8 @@
 
 Why this server: it is llama.cpp itself (the engine behind llama-server, Ollama and LM
 Studio) and the one such server that installs from PyPI here (it builds llama.cpp from
-source, about 20-45 minutes on two shared cores); it offers ``echo`` + ``logprobs`` on
+source: over 65 minutes on the two shared, heavily loaded
+cores of the development machine, much less on an idle one); it offers ``echo`` + ``logprobs`` on
 ``/v1/completions`` (with ``logits_all``), so the log-likelihood path is tested too, and
 it ignores ``n``, so the one-request-per-continuation fallback is exercised for real.
 """

@@ -35,7 +35,7 @@ def tiny_gguf(tmp_path_factory) -> Path:
 
     folder = tmp_path_factory.mktemp("served")
     path = folder / "tiny-llama-f32.gguf"
-    write_llama_gguf(build_tiny_model(folder / "tiny", "tiny-causal"), path)
+    write_llama_gguf(build_tiny_model(folder / "tiny", "tiny-causal"), path, add_bos=True)
     return path
 
 
