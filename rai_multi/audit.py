@@ -17,10 +17,9 @@ from typing import Any, Callable, Sequence
 import typer
 
 from rai_multi.audit_progress import AuditProgress
-from rai_multi.demo_models import resolve_demo_model
 from rai_multi.errors import ConfigError
 from rai_multi.gate import GateResult, evaluate_policy, parse_policy
-from rai_multi.models.loading import load_model
+from rai_multi.models.spec import load_backend
 from rai_multi.paths import data_dir as resolve_data_dir
 from rai_multi.report.build import ReportPaths, build_report
 from rai_multi.runner import RunOptions, evaluate
@@ -90,8 +89,7 @@ def run_audit(
     for name in [baseline, *chosen]:
         spec = suite.model(name)
         echo(f"[{name}] loading {spec.source}")
-        adapter = load_model(resolve_demo_model(spec.source), batch_size=spec.batch_size, dtype=spec.dtype,
-                             chat_template=spec.chat_template, name=name)
+        adapter = load_backend(spec.model_spec(), name=name)
         context = BuildContext(root, suite.seed, scorer, adapter, calibration)
         for suite_task in suite.tasks:
             for bench, bench_options in suite_task.runs:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rai_multi.errors import ConfigError
+from rai_multi.errors import ConfigError, RaiMultiError
 from rai_multi.inputs import read_text
 from rai_multi.tasks.spec import BenchmarkSpec
 from rai_multi.tasks.table import resolve_task_table, suite_types
@@ -22,24 +22,32 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-MODEL_KEYS = {"name", "source", "batch_size", "dtype", "chat_template", "description"}
+# Backend fields of a model row (models/spec.py), with their types.
+BACKEND_KEYS: dict[str, type] = {"revision": str, "device": str, "base_url": str, "api_key_env": str,
+                                 "concurrency": int, "tensor_parallel_size": int, "max_model_len": int}
+MODEL_KEYS = {"name", "source", "batch_size", "dtype", "chat_template", "description", *BACKEND_KEYS}
 # rai_multi.models.loading.DTYPES, repeated so that reading a suite does not import torch
 # (tests/test_bad_input.py checks the two agree).
 DTYPES = ("auto", "fp32", "bf16", "int8")
-# Task options that are counts, by the smallest value that makes sense (shots may be 0).
-COUNT_OPTIONS = {"limit": 1, "samples": 1, "shots": 0, "max_new_tokens": 1, "prompts": 1,
-                 "descriptors_per_axis": 1, "templates_per_descriptor": 1}
 TOP_KEYS = {"title", "notes", "seed", "baseline", "policy", "out", "report", "scorer", "model", "task"}
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    source: str  # local dir, .gguf, hub id, or demo:<name>
+    source: str  # local dir, .gguf, hub id, demo:<name>, vllm:<...>, openai:<served name>, openai-chat:<...>
     batch_size: int | None = None  # None: auto
     dtype: str = "auto"
     chat_template: bool = False
     description: str = ""
+    backend_fields: tuple[tuple[str, Any], ...] = ()  # (key, value) of the BACKEND_KEYS the row sets
+
+    def model_spec(self) -> Any:
+        """The one model spec (models/spec.py) the CLI's --model and its options also make."""
+        from rai_multi.models.spec import parse_model
+
+        return parse_model(self.source, batch_size=self.batch_size, dtype=self.dtype,
+                           chat_template=self.chat_template, **dict(self.backend_fields))
 
 
 @dataclass(frozen=True)
@@ -125,8 +133,15 @@ def load_suite(path: Path) -> Suite:
         dtype = _typed(m, "dtype", str, where, "auto")
         if dtype not in DTYPES:
             raise ConfigError(f"{where}: 'dtype' must be one of {', '.join(DTYPES)}; got {dtype!r}")
-        models.append(ModelSpec(name, source, _batch_size(m, where), dtype,
-                                _typed(m, "chat_template", bool, where, False), _typed(m, "description", str, where, "")))
+        backend = tuple((k, _typed(m, k, kind, where)) for k, kind in BACKEND_KEYS.items() if k in m)
+        row = ModelSpec(name, source, _batch_size(m, where), dtype,
+                        _typed(m, "chat_template", bool, where, False), _typed(m, "description", str, where, ""),
+                        backend)
+        try:
+            row.model_spec()  # a bad backend field fails when the suite is read, naming the row
+        except RaiMultiError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        models.append(row)
     if len(models) < 2:
         raise ConfigError(f"{path}: an audit needs at least two [[model]] tables (a baseline and a candidate)")
     if len({m.name for m in models}) != len(models):

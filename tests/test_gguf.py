@@ -19,7 +19,9 @@ def _permute(w: np.ndarray, n_head: int) -> np.ndarray:
     return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def write_llama_gguf(model_dir, path) -> None:
+def write_llama_gguf(model_dir, path, add_bos: bool | None = None) -> None:
+    """A float32 llama GGUF of ``model_dir``; ``add_bos`` writes tokenizer.ggml.add_bos_token
+    (llama.cpp's servers read it; the tiny tokenizer itself prepends <s>)."""
     import gguf
     from transformers import AutoModelForCausalLM
 
@@ -50,6 +52,8 @@ def write_llama_gguf(model_dir, path) -> None:
     w.add_bos_token_id(vocab["<s>"])
     w.add_eos_token_id(vocab["</s>"])
     w.add_pad_token_id(vocab["<pad>"])
+    if add_bos is not None:
+        w.add_add_bos_token(add_bos)
     sd = {k: v.float().numpy() for k, v in model.state_dict().items()}
     w.add_tensor("token_embd.weight", sd["model.embed_tokens.weight"])
     w.add_tensor("output_norm.weight", sd["model.norm.weight"])

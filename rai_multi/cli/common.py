@@ -31,21 +31,27 @@ def parse_batch_size(value: str | int | None) -> int | None:
 
 
 def default_name(model: str) -> str:
-    """Display name derived from a model path or hub id (last path component)."""
+    """Display name derived from a model path or hub id (last path component); a backend
+    prefix (``vllm:``, ``openai:``) is dropped."""
+    for prefix in ("openai-chat:", "openai:", "vllm:"):
+        if model.startswith(prefix):
+            model = model[len(prefix):]
+            break
     path = Path(model.rstrip("/"))
     return path.stem if path.suffix == ".gguf" else path.name
 
 
 def load_adapter(model: str, batch_size: str | int | None, dtype: str = "auto",
-                 chat_template: bool = False) -> ModelAdapter:
-    """The model behind ``model`` (``demo:<name>`` resolves to the demo model's file, as in
-    suites, and names the run after the demo), with the batch size checked before anything loads."""
-    from rai_multi.demo_models import resolve_demo_model
-    from rai_multi.models.loading import load_model
+                 chat_template: bool = False, **fields: object) -> ModelAdapter:
+    """The model behind ``model``, parsed into the one model spec suites use too
+    (models/spec.py: hf, ``vllm:``, ``openai:``, ``openai-chat:``; ``demo:<name>``
+    resolves to the demo model's file), with every field checked before anything loads.
+    ``fields`` are the other spec fields (base_url, api_key_env, concurrency, ...)."""
+    from rai_multi.models.spec import load_backend, parse_model
 
     size = parse_batch_size(batch_size)
-    demo = model[len("demo:"):] if model.startswith("demo:") else None  # demo:<name>, as in audit suites
-    return load_model(resolve_demo_model(model), batch_size=size, dtype=dtype, chat_template=chat_template, name=demo)
+    spec = parse_model(model, batch_size=size, dtype=dtype, chat_template=chat_template, **fields)
+    return load_backend(spec)
 
 
 def check_data_files(task: Task) -> None:

@@ -44,8 +44,9 @@ def _model_params(mode: str) -> list[inspect.Parameter]:
             _param("seed", typer.Option(common.DEFAULT_SEED, "--seed", help="The one seed.", rich_help_panel=p), int),
         ]
     return [
-        _param("model", typer.Option(..., "--model", "-m", help="Local model directory, GGUF file, hub id or demo:<name>.",
-                                     rich_help_panel=p), str),
+        _param("model", typer.Option(..., "--model", "-m", help="Local model directory, GGUF file, hub id or demo:<name> "
+                                     "(transformers); vllm:<path or id>; openai:<served name> (/v1/completions); "
+                                     "openai-chat:<served name>.", rich_help_panel=p), str),
         _param("batch_size", typer.Option("auto", "--batch-size", help="Prompts per decode batch, or 'auto'.",
                                           rich_help_panel=p), str),
         _param("name", typer.Option(None, "--name", help="Display name of the model in run dirs and reports.",
@@ -62,6 +63,31 @@ def _model_params(mode: str) -> list[inspect.Parameter]:
                                              help="Wrap prompts in the model's chat template.", rich_help_panel=p), bool),
         _param("no_cache", typer.Option(False, "--no-cache", help="Ignore and do not fill the generation cache.",
                                         rich_help_panel=p), bool),
+        *_backend_params(p),
+    ]
+
+
+# Model spec fields beyond the ones above (models/spec.py); each goes to load_adapter by name.
+BACKEND_FIELDS = ("revision", "device", "base_url", "api_key_env", "concurrency", "tensor_parallel_size",
+                  "max_model_len")
+
+
+def _backend_params(p: str) -> list[inspect.Parameter]:
+    return [
+        _param("revision", typer.Option(None, "--revision", help="Hub revision (served models: a label of the weights).",
+                                        rich_help_panel=p), Optional[str]),
+        _param("device", typer.Option(None, "--device", help="cpu, cuda, cuda:N (default cuda:$LOCAL_RANK or cpu).",
+                                      rich_help_panel=p), Optional[str]),
+        _param("base_url", typer.Option(None, "--base-url", help="openai: server URL (default $OPENAI_BASE_URL).",
+                                        rich_help_panel=p), Optional[str]),
+        _param("api_key_env", typer.Option(None, "--api-key-env", help="openai: variable holding the key "
+                                           "(default OPENAI_API_KEY).", rich_help_panel=p), Optional[str]),
+        _param("concurrency", typer.Option(None, "--concurrency", help="openai: requests in flight (default 4).",
+                                           rich_help_panel=p), Optional[int]),
+        _param("tensor_parallel_size", typer.Option(None, "--tensor-parallel-size", help="vllm: GPUs per model.",
+                                                    rich_help_panel=p), Optional[int]),
+        _param("max_model_len", typer.Option(None, "--max-model-len", help="vllm: context window.",
+                                             rich_help_panel=p), Optional[int]),
     ]
 
 
@@ -137,7 +163,8 @@ def _execute(mode: str, resolve: Callable[[dict[str, Any]], list[tuple[Benchmark
         adapter = ReplayAdapter.from_file(values["predictions"], values["name"])
         name, batch_size, no_cache = adapter.name, 64, False
     else:
-        adapter = common.load_adapter(values["model"], values["batch_size"], values["dtype"], values["chat_template"])
+        adapter = common.load_adapter(values["model"], values["batch_size"], values["dtype"], values["chat_template"],
+                                      **{k: values[k] for k in BACKEND_FIELDS})
         name = values["name"] or common.default_name(values["model"])
         batch_size, no_cache = values["batch_size"], values["no_cache"]
     context = BuildContext(root, values["seed"], scorer, adapter, calibration)

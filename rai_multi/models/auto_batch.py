@@ -61,10 +61,55 @@ def decode_bytes(model: Any) -> DecodeBytes:
     return DecodeBytes(weights, layers * 2 * kv_heads * head_dim * element)
 
 
-def auto_decode_rows(own_tokens: int, cost: DecodeBytes, gpu: bool | None = None) -> int:
+def auto_decode_rows(own_tokens: int, cost: DecodeBytes, gpu: bool | None = None,
+                     free_bytes: int | None = None) -> int:
     """Rows for a decode batch whose longest row holds ``own_tokens`` tokens of its own (a
-    shared exemplar block is read once for all rows and does not count)."""
+    shared exemplar block is read once for all rows and does not count). On a GPU the rows
+    are also capped by its free memory (``free_bytes``, default torch.cuda.mem_get_info)."""
     gpu = torch.cuda.is_available() if gpu is None else gpu
     low, high = ROWS_GPU if gpu else ROWS_CPU
     per_row = max(1, own_tokens) * max(1, cost.kv_per_token)
+    if gpu:
+        free = free_bytes if free_bytes is not None else int(torch.cuda.mem_get_info()[0])
+        high = max(1, min(high, memory_rows(free, per_row)))
+        low = min(low, high)
     return max(low, min(high, int(KV_TO_WEIGHT_RATIO * cost.weights // per_row)))
+
+
+GPU_MEMORY_FRACTION = 0.5  # of the free memory, for keys/values; the rest for activations and logits
+GROWTH = 2  # a row's keys/values grow while it decodes: room for as many new tokens as prompt tokens
+
+
+def memory_rows(free_bytes: int, prompt_kv_bytes: int) -> int:
+    """Rows whose keys and values fit in the free GPU memory (a heuristic, not measured on a
+    GPU here: an out-of-memory error still halves the batch, see OomBackoff)."""
+    return int(GPU_MEMORY_FRACTION * free_bytes // max(1, GROWTH * prompt_kv_bytes))
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is torch's out-of-memory error (CUDA, or the device-generic one)."""
+    kinds = tuple(k for k in (getattr(torch.cuda, "OutOfMemoryError", None), getattr(torch, "OutOfMemoryError", None))
+                  if k is not None)
+    return isinstance(exc, kinds)
+
+
+class OomBackoff:
+    """Caps the prompts per decode batch after an out-of-memory error: the batch that failed
+    is retried with half as many, and later batches keep that cap (the memory picture does
+    not improve during a run). Failing at one prompt is a user-facing error."""
+
+    def __init__(self) -> None:
+        self.cap: int | None = None
+
+    def rows(self, wanted: int) -> int:
+        return max(1, min(wanted, self.cap)) if self.cap else max(1, wanted)
+
+    def failed(self, rows: int) -> None:
+        from rai_multi.errors import RaiMultiError
+
+        if rows <= 1:
+            raise RaiMultiError("out of GPU memory with one prompt per batch: use a smaller model, a shorter "
+                                "prompt/--max-new-tokens, or more GPU memory (e.g. vllm: with tensor parallelism)")
+        self.cap = rows // 2
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

@@ -22,7 +22,8 @@ from typing import Any, Sequence
 
 import torch
 
-from rai_multi.models.auto_batch import ROWS_GPU, SCORING_PAIRS, DecodeBytes, auto_decode_rows, decode_bytes
+from rai_multi.models.auto_batch import (ROWS_GPU, SCORING_PAIRS, DecodeBytes, OomBackoff, auto_decode_rows,
+                                         decode_bytes, is_out_of_memory)
 from rai_multi.models.decoding import (CausalDecoder, DecodeRow, PrefillUnit, Sampling, Seq2SeqDecoder, cut_at_stop,
                                       row_seed)
 from rai_multi.models.shared_scoring import SharedContextScorer
@@ -59,6 +60,7 @@ class HFAdapter:
         self.fingerprint = fingerprint
         self.batch_size = batch_size  # None: auto (models/auto_batch.py)
         self._decode_bytes: DecodeBytes | None = None
+        self._backoff = OomBackoff()  # rows cap after a GPU out-of-memory error
         self.chat_template = chat_template
         self.prefix_reuse = prefix_reuse
         self.shared_scoring = shared_scoring
@@ -162,8 +164,8 @@ class HFAdapter:
             order = sorted(indices, key=lambda i: -len(encoded[i]))
             start = 0
             while start < len(order):
-                per_batch = self._rows_per_batch(order[start:], encoded, prefix_of, k)
-                chosen, start = order[start : start + per_batch], start + per_batch
+                per_batch = self._backoff.rows(self._rows_per_batch(order[start:], encoded, prefix_of, k))
+                chosen = order[start : start + per_batch]
                 by_prefix: dict[tuple[int, ...], list[int]] = {}
                 for i in chosen:
                     by_prefix.setdefault(prefix_of[i], []).append(i)
@@ -171,7 +173,14 @@ class HFAdapter:
                     DecodeRow(tuple(encoded[i][len(prefix):]), requests[i].max_new_tokens, requests[i].stop,
                               row_seed(requests[i].seed, ids[i])) for i in members))
                     for prefix, members in by_prefix.items()]
-                outs = self._decode(units, sampling, k)
+                try:
+                    outs = self._decode(units, sampling, k)
+                except Exception as exc:
+                    if not is_out_of_memory(exc):
+                        raise
+                    self._backoff.failed(per_batch)  # halves the cap, or raises at one prompt
+                    continue
+                start += per_batch
                 for i, o in zip([i for members in by_prefix.values() for i in members], outs):
                     results[i] = o
         return [r if r is not None else [] for r in results]

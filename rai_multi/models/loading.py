@@ -16,11 +16,12 @@ from typing import Any
 from rai_multi.errors import ModelLoadError
 from rai_multi.models.cpu_attention import FINGERPRINT as CPU_DECODE_ATTENTION
 from rai_multi.models.cpu_attention import use_cpu_decode_attention
+from rai_multi.models.device import choose_device, load_dtype
 from rai_multi.models.hf import HFAdapter
 from rai_multi.store import file_sha256
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
-DTYPES = ("auto", "fp32", "bf16", "int8")
+DTYPES = ("auto", "fp32", "bf16", "fp16", "int8")
 
 
 def model_cache_dir() -> Path:
@@ -112,16 +113,20 @@ def resolve_dtype(dtype: str) -> str:
     return "bf16" if cpu_has_native_bf16() else "fp32"
 
 
-def _apply_dtype(model: Any, dtype: str) -> Any:
-    """Cast (and place) the model in ``dtype`` (already resolved, see resolve_dtype)."""
+def _apply_dtype(model: Any, dtype: str, device: str = "cpu") -> Any:
+    """Place the model on ``device`` (models/device.py: ``cuda:<LOCAL_RANK>`` under a
+    launcher) and cast it to ``dtype`` (already resolved, see resolve_dtype); a model
+    loaded in its dtype on a GPU is not cast again."""
     import torch
 
-    if torch.cuda.is_available():
-        model = model.to("cuda")
+    if device != "cpu":
+        model = model.to(device)
     if dtype == "fp32":
         return model.float()
     if dtype == "bf16":
         return model.to(torch.bfloat16)
+    if dtype == "fp16":
+        return model.to(torch.float16)
     if dtype == "int8":
         if next(model.parameters()).is_cuda:
             raise ModelLoadError("--dtype int8 is dynamic quantisation for CPU; use bf16 on a GPU")
@@ -129,7 +134,9 @@ def _apply_dtype(model: Any, dtype: str) -> Any:
     raise ModelLoadError(f"unknown --dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
 
 
-def _load_pretrained(source: str, revision: str | None) -> tuple[Any, Any]:
+def _load_pretrained(source: str, revision: str | None, device: str = "cpu", dtype: str = "auto") -> tuple[Any, Any]:
+    """Model and tokenizer; weights come in float32 on a CPU and in the target dtype on a
+    GPU (models/device.load_dtype)."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -139,9 +146,11 @@ def _load_pretrained(source: str, revision: str | None) -> tuple[Any, Any]:
     config = AutoConfig.from_pretrained(source, revision=revision)
     cls = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
     tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
+    checkpoint_dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
     # transformers' own report of missing weights is a log warning, silenced above: read
     # the loading info instead, so a model with randomly initialised layers is never run
-    model, info = cls.from_pretrained(source, revision=revision, dtype="float32", output_loading_info=True)
+    model, info = cls.from_pretrained(source, revision=revision, dtype=load_dtype(device, dtype, checkpoint_dtype),
+                                      output_loading_info=True)
     check_loading_info(source, info)
     return model, tokenizer
 
@@ -178,11 +187,13 @@ def load_model(
     chat_template: bool = False,
     revision: str | None = None,
     name: str | None = None,
+    device: str | None = None,
 ) -> HFAdapter:
     """Load ``spec`` (local dir, ``.gguf`` file or hub id) as an HFAdapter; ``batch_size`` None
-    is auto (models/auto_batch.py)."""
+    is auto (models/auto_batch.py); ``device`` None is ``cuda:<LOCAL_RANK>`` or the CPU."""
     if dtype not in DTYPES:
         raise ModelLoadError(f"unknown --dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    target = choose_device(device)
     path = Path(spec).expanduser()
     description: dict[str, Any] = {"source": spec}
     if path.suffix == ".gguf":
@@ -205,7 +216,7 @@ def load_model(
         fingerprint = ""
         display = name or spec.rsplit("/", 1)[-1]
     try:
-        model, tokenizer = _load_pretrained(source, revision)
+        model, tokenizer = _load_pretrained(source, revision, target, dtype)
     except ModelLoadError:
         raise
     except (OSError, ValueError, EnvironmentError, _weights_error()) as exc:  # a truncated or corrupt weight file
@@ -219,8 +230,11 @@ def load_model(
     local = Path(source)
     tokenizer_hash = tokenizer_fingerprint(local) if local.is_dir() else None
     description["tokenizer_hash"] = tokenizer_hash or fingerprint
-    dtype = resolve_dtype(dtype)
-    model = _apply_dtype(model, dtype)
+    if target == "cpu":
+        dtype = resolve_dtype(dtype)
+    else:  # loaded in its dtype already (load_dtype)
+        dtype = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}[str(model.dtype).replace("torch.", "")]
+    model = _apply_dtype(model, dtype, target)
     attention = ""
     if use_cpu_decode_attention(model):
         # A different kernel rounds differently: cached bf16 answers of the SDPA path are not reused.

@@ -1,0 +1,369 @@
+"""OpenAI-compatible servers (vllm serve, llama.cpp, TGI, Ollama, providers) as a ModelAdapter.
+
+Why it is shaped this way:
+- stdlib HTTP only (urllib): a client for two JSON endpoints needs no SDK, and the SDK's
+  own retries would hide what this module must control (a cap on total retry time);
+- requests go out from a thread pool (``concurrency`` in flight): a server batches
+  concurrent requests itself (vLLM continuous batching), which is where its speed is;
+- retries with exponential backoff on 429, 5xx, timeouts and dropped connections,
+  honouring ``Retry-After``, until a total time cap; anything else that is wrong (401,
+  unknown model, malformed JSON, fewer choices than asked) is a one-line
+  :class:`ServerError` at once, so the runner marks no run complete;
+- log-likelihoods come from ``echo`` + ``logprobs`` on ``/completions``; whether the
+  server gives them is probed once, before the first scoring request, and a server that
+  does not is an error, never a made-up number;
+- the API key is read from the environment when a request is sent and lives only in the
+  ``Authorization`` header: it is in no description, fingerprint, log or error text (error
+  texts quote at most 200 characters of a server's reply, with the key masked anyway).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import http.client
+import json
+import os
+import random
+import socket
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+from urllib.parse import urlsplit, urlunsplit
+
+from rai_multi.errors import ModelLoadError, RaiMultiError
+from rai_multi.models.decoding import cut_at_stop, row_seed
+from rai_multi.models.spec import DEFAULT_KEY_ENV, ModelSpec, base_url_host
+from rai_multi.records import GenerationRequest, Loglikelihood, LoglikelihoodRequest
+
+RETRY_STATUSES = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+class ServerError(RaiMultiError):
+    """The server answered something unusable, or could not be reached in time."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff (``base`` doubling up to ``max_delay``, with jitter) until
+    ``total`` seconds have been spent waiting; ``timeout`` is per request."""
+
+    timeout: float = field(default_factory=lambda: float(os.environ.get("RAI_MULTI_HTTP_TIMEOUT", "300")))
+    total: float = field(default_factory=lambda: float(os.environ.get("RAI_MULTI_RETRY_SECONDS", "300")))
+    base: float = 0.5
+    max_delay: float = 30.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return max(0.0, retry_after)
+        return min(self.max_delay, self.base * 2 ** attempt) * (0.75 + 0.5 * random.random())
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: a number, or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def normalise_base_url(url: str) -> str:
+    """``http://host:port`` or ``.../v1`` -> ``<scheme>://<host:port><path ending in /v1>``,
+    with user info, query and fragment dropped (they never reach a manifest)."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ModelLoadError(f"base URL must be http(s)://host[:port][/v1]; got {_public_url(url)!r}")
+    netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
+    if ":" in parts.hostname:  # IPv6 literal
+        netloc = f"[{parts.hostname}]" + (f":{parts.port}" if parts.port else "")
+    path = parts.path.rstrip("/") or "/v1"
+    return urlunsplit((parts.scheme, netloc, path, "", ""))
+
+
+def _public_url(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return urlunsplit((parts.scheme, host + (f":{parts.port}" if parts.port else ""), parts.path, "", ""))
+
+
+class OpenAIAdapter:
+    """ModelAdapter over ``/v1/completions`` (backend ``openai``) or ``/v1/chat/completions``
+    (``openai-chat``) of one served model."""
+
+    cacheable = True
+
+    def __init__(self, spec: ModelSpec, name: str | None = None, retry: RetryPolicy | None = None,
+                 log: Callable[[str], None] | None = None, probe: bool = True):
+        self.spec = spec
+        self.chat = spec.backend == "openai-chat"
+        raw_url = spec.base_url or os.environ.get("OPENAI_BASE_URL")
+        if not raw_url:
+            raise ModelLoadError(f"{spec.backend}:{spec.source} needs a server: pass --base-url "
+                                 "(e.g. http://127.0.0.1:8000/v1) or set OPENAI_BASE_URL")
+        self.base_url = normalise_base_url(raw_url)
+        self._key_env = spec.api_key_env or DEFAULT_KEY_ENV
+        if spec.api_key_env and not os.environ.get(spec.api_key_env):
+            raise ModelLoadError(f"the API key variable {spec.api_key_env} is not set")
+        self.retry = retry or RetryPolicy()
+        self._log = log or (lambda line: print(line, file=sys.stderr))
+        self.model_id = spec.source
+        self.name = name or spec.source.rstrip("/").rsplit("/", 1)[-1]
+        endpoint = "chat" if self.chat else "completions"
+        self.fingerprint = (f"{spec.backend}:{base_url_host(self.base_url)}/{self.model_id}"
+                            f"@{spec.revision or '-'}|{endpoint}"
+                            f"|spec:{dataclasses.replace(spec, base_url=self.base_url).canonical_hash()}")
+        self.requests_sent = 0  # HTTP requests that reached the server (tests count re-asks)
+        self._lock = threading.Lock()
+        self._ignores_n: bool | None = None
+        self._echo_ok: bool | None = None
+        if probe:
+            self._check_model()
+
+    # ---------------------------------------------------------------- protocol
+    def description(self) -> dict[str, Any]:
+        desc: dict[str, Any] = {"backend": self.spec.backend, "base_url": self.base_url,
+                                "served_model": self.model_id, "revision": self.spec.revision,
+                                "concurrency": self.spec.concurrency, "chat_template": self.chat}
+        if self._ignores_n:
+            desc["n_continuations"] = "server ignored n: one request per continuation, seeds seed+i"
+        return desc
+
+    def count_tokens(self, text: str) -> int:
+        raise ModelLoadError(f"{self.spec.backend}: models have no local tokenizer to count tokens with; "
+                             "drop max_model_len for this model (the server cuts prompts itself)")
+
+    @property
+    def max_context(self) -> int | None:
+        return None
+
+    # ---------------------------------------------------------------- HTTP
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        key = os.environ.get(self._key_env)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    def _mask(self, text: str) -> str:
+        key = os.environ.get(self._key_env)
+        text = text.replace(key, "***") if key else text
+        text = " ".join(text.split())
+        return text[:200] + ("..." if len(text) > 200 else "")
+
+    def _once(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, dict[str, str], bytes]:
+        data = None if body is None else json.dumps(body).encode("utf-8")
+        req = urllib.request.Request(self.base_url + path, data=data, method=method, headers=self._headers())
+        with self._lock:
+            self.requests_sent += 1
+        try:
+            with urllib.request.urlopen(req, timeout=self.retry.timeout) as resp:
+                return resp.status, dict(resp.headers.items()), resp.read()
+        except urllib.error.HTTPError as exc:
+            payload = exc.read() if exc.fp is not None else b""
+            return exc.code, dict(exc.headers.items()) if exc.headers else {}, payload
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None, retry: bool = True) -> Any:
+        """One JSON request with retries; returns the decoded JSON or raises ServerError."""
+        waited, attempt, last = 0.0, 0, ""
+        where = f"{_public_url(self.base_url)}{path}"
+        while True:
+            retry_after: float | None = None
+            try:
+                status, headers, payload = self._once(method, path, body)
+            except (urllib.error.URLError, http.client.HTTPException, socket.timeout, TimeoutError, OSError) as exc:
+                reason = getattr(exc, "reason", exc)
+                last = f"no answer ({type(reason).__name__}: {self._mask(str(reason))})"
+                if not retry:
+                    raise ServerError(f"cannot reach {where}: {last}") from None
+            else:
+                if 200 <= status < 300:
+                    try:
+                        return json.loads(payload.decode("utf-8"))
+                    except (UnicodeDecodeError, json.JSONDecodeError):
+                        raise ServerError(f"{where} answered HTTP {status} with malformed JSON: "
+                                          f"{self._mask(payload.decode('utf-8', 'replace'))!r}") from None
+                text = self._mask(payload.decode("utf-8", "replace"))
+                if status in (401, 403):
+                    raise ServerError(f"{where} refused the request (HTTP {status}): check the key in "
+                                      f"${self._key_env}: {text}")
+                if status == 404 and self.model_id in text:
+                    raise ServerError(f"{where}: the server does not serve model {self.model_id!r} (HTTP 404): {text}")
+                if status not in RETRY_STATUSES and status < 500:
+                    raise ServerError(f"{where} rejected the request (HTTP {status}): {text}")
+                last = f"HTTP {status}: {text}"
+                heads = {k.lower(): v for k, v in headers.items()}
+                retry_after = parse_retry_after(heads.get("retry-after"))
+            delay = self.retry.delay(attempt, retry_after)
+            if waited + delay > self.retry.total:
+                raise ServerError(f"{where}: gave up after {attempt + 1} tries and {waited:.0f} s of retries "
+                                  f"(cap {self.retry.total:.0f} s); last: {last}")
+            time.sleep(delay)
+            waited += delay
+            attempt += 1
+
+    def _check_model(self) -> None:
+        """Reach the server once before anything runs: unreachable, 401 and an unknown model
+        fail here. A server without ``/models`` (some proxies) is let through."""
+        try:
+            listing = self._call("GET", "/models", retry=False)
+        except ServerError as exc:
+            if "HTTP 404" in str(exc) or "HTTP 405" in str(exc):
+                return
+            raise
+        ids = [m.get("id") for m in listing.get("data", []) if isinstance(m, dict)] if isinstance(listing, dict) else []
+        if ids and self.model_id not in ids:
+            raise ServerError(f"{_public_url(self.base_url)} does not serve model {self.model_id!r}; "
+                              f"it serves: {', '.join(map(str, ids[:10]))}")
+
+    # ---------------------------------------------------------------- generation
+    def _body(self, r: GenerationRequest, prompt: str, n: int, seed: int) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": self.model_id, "max_tokens": r.max_new_tokens, "n": n, "seed": seed}
+        if self.chat:
+            body["messages"] = [{"role": "user", "content": prompt}]
+        else:
+            body["prompt"] = prompt
+        if r.stop:
+            body["stop"] = list(r.stop)
+        if r.do_sample:
+            body.update(temperature=r.temperature, top_p=r.top_p)
+            if r.top_k:
+                body["top_k"] = r.top_k  # not in OpenAI's API; vLLM and llama.cpp take it
+        else:
+            body.update(temperature=0.0, top_p=1.0)
+        return body
+
+    def _texts(self, answer: Any, asked: int, where: str) -> list[str]:
+        if not isinstance(answer, dict) or not isinstance(answer.get("choices"), list):
+            raise ServerError(f"{where}: the answer has no 'choices' list")
+        texts = []
+        for choice in sorted(answer["choices"], key=lambda c: c.get("index", 0) if isinstance(c, dict) else 0):
+            text = (choice.get("message") or {}).get("content") if self.chat and isinstance(choice, dict) else (
+                choice.get("text") if isinstance(choice, dict) else None)
+            if not isinstance(text, str):
+                raise ServerError(f"{where}: a choice has no text")
+            texts.append(text)
+        if not texts or (len(texts) < asked and not (len(texts) == 1 and asked > 1)):
+            raise ServerError(f"{where}: asked for {asked} continuation(s), got {len(texts)}")
+        return texts
+
+    def _generate_one(self, r: GenerationRequest, sample_id: str) -> list[str]:
+        path = "/chat/completions" if self.chat else "/completions"
+        where = f"{_public_url(self.base_url)}{path}"
+        seed = row_seed(r.seed, sample_id) % (2**31) if r.do_sample else r.seed
+        n = r.num_samples
+        if n > 1 and self._ignores_n:
+            texts = [self._texts(self._call("POST", path, self._body(r, r.prompt, 1, seed + i)), 1, where)[0]
+                     for i in range(n)]
+        else:
+            texts = self._texts(self._call("POST", path, self._body(r, r.prompt, n, seed)), n, where)
+            if len(texts) == 1 and n > 1:  # the server ignores n: one request per continuation
+                if not self._ignores_n:
+                    self._ignores_n = True
+                    self._log(f"note: {where} ignores n; sending {n} requests with seeds seed+i instead")
+                texts += [self._texts(self._call("POST", path, self._body(r, r.prompt, 1, seed + i)), 1, where)[0]
+                          for i in range(1, n)]
+        return [cut_at_stop(t, r.stop) for t in texts[:n]]
+
+    def _map(self, fn: Callable[[Any, str], Any], items: Sequence[Any], ids: Sequence[str]) -> list[Any]:
+        """``fn`` over the items, ``concurrency`` at a time, in order; the first error cancels
+        what has not started and is raised once the running requests return."""
+        if self.spec.concurrency <= 1 or len(items) <= 1:
+            return [fn(item, i) for item, i in zip(items, ids)]
+        pool = ThreadPoolExecutor(max_workers=self.spec.concurrency)
+        try:
+            futures = [pool.submit(fn, item, i) for item, i in zip(items, ids)]
+            return [f.result() for f in futures]
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def generate(self, requests: Sequence[GenerationRequest], ids: Sequence[str]) -> list[list[str]]:
+        return self._map(self._generate_one, requests, ids)
+
+    # ---------------------------------------------------------------- log-likelihood
+    def _echo_logprobs(self, prompt: str) -> tuple[list[str], list[float | None], list[int], list[Any]]:
+        body = {"model": self.model_id, "prompt": prompt, "max_tokens": 1, "echo": True, "logprobs": 1,
+                "temperature": 0.0}
+        answer = self._call("POST", "/completions", body)
+        where = f"{_public_url(self.base_url)}/completions"
+        try:
+            lp = answer["choices"][0]["logprobs"]
+            tokens, values, offsets = lp["tokens"], lp["token_logprobs"], lp["text_offset"]
+            tops = lp.get("top_logprobs") or [None] * len(tokens)
+        except (KeyError, IndexError, TypeError):
+            raise ServerError(f"{where}: the answer carries no echoed prompt log-probabilities "
+                              "(logprobs.tokens/token_logprobs/text_offset)") from None
+        if not (isinstance(tokens, list) and len(tokens) == len(values) == len(offsets)):
+            raise ServerError(f"{where}: logprobs lists of different lengths")
+        return tokens, values, offsets, tops
+
+    def _probe_echo(self) -> None:
+        """Once, before any scoring request: does this server return prompt log-probs?"""
+        if self._echo_ok:
+            return
+        where = f"{_public_url(self.base_url)}"
+        if self.chat:
+            raise ServerError(f"openai-chat:{self.model_id}: chat completions give no prompt log-probabilities; "
+                              "use --model openai:<name> (completions) for log-likelihood tasks")
+        probe = "The answer is"
+        try:
+            tokens, values, offsets, _ = self._echo_logprobs(probe)
+        except ServerError as exc:
+            raise ServerError(f"{where} does not offer prompt log-probabilities (echo + logprobs), which "
+                              f"log-likelihood tasks need: {exc}") from None
+        covered = [o for o in offsets if isinstance(o, int) and o < len(probe)]
+        numbers = [v for v, o in zip(values, offsets) if isinstance(o, int) and 0 < o < len(probe)]
+        if len(covered) < 2 or not numbers or not all(isinstance(v, (int, float)) for v in numbers):
+            raise ServerError(f"{where} does not echo the prompt's log-probabilities (echo + logprobs), which "
+                              "log-likelihood tasks need; use a generative setting or the hf/vllm backend")
+        self._echo_ok = True
+
+    def _score_pair(self, pair: tuple[str, str], sample_id: str) -> Loglikelihood:
+        """Sum of the log-probs of the tokens that begin at or after the end of the context
+        (a token straddling the boundary counts with the continuation: it carries its text);
+        the one generated token (offset at or past the prompt's end) is left out."""
+        context, continuation = pair
+        prompt = context + continuation
+        tokens, values, offsets, tops = self._echo_logprobs(prompt)
+        where = f"{_public_url(self.base_url)}/completions"
+        total, count, greedy = 0.0, 0, True
+        for k, (token, value, offset) in enumerate(zip(tokens, values, offsets)):
+            end = offset + len(token) if isinstance(token, str) else offset
+            if offset >= len(prompt) or end <= len(context):
+                continue
+            if value is None:
+                raise ServerError(f"{where}: no log-probability for continuation token {k} of {sample_id!r} "
+                                  "(the continuation would start the text: give a non-empty context)")
+            total += float(value)
+            count += 1
+            top = tops[k] if k < len(tops) else None
+            if isinstance(top, dict) and top:
+                greedy = greedy and float(value) >= max(float(v) for v in top.values()) - 1e-6
+            else:
+                greedy = False
+        if continuation and count == 0:
+            raise ServerError(f"{where}: no tokens of the continuation were echoed for {sample_id!r}")
+        return Loglikelihood(total, count, greedy)
+
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], ids: Sequence[str]) -> list[list[Loglikelihood]]:
+        self._probe_echo()
+        pairs = [(r.context, c) for r in requests for c in r.continuations]
+        owners = [i for r, i in zip(requests, ids) for _ in r.continuations]
+        flat = self._map(self._score_pair, pairs, owners)
+        out, k = [], 0
+        for r in requests:
+            out.append(flat[k : k + len(r.continuations)])
+            k += len(r.continuations)
+        return out
