@@ -75,8 +75,9 @@ class Shard:
 
 
 def run_key(task: Task, config_hash: str) -> str:
-    """``<task>-<setting>-<first 8 hex of the config hash>``: two runs that differ in any
-    setting (languages, k, dtype, chat template, ...) get their own folders."""
+    """``<task>-<setting>-<first 8 hex of the comparison hash>``: two runs that differ in any
+    setting (languages, k, dtype, chat template, ...) get their own folders, while a re-run
+    of the same settings (new weights under the same model name included) replaces its own."""
     base = f"{task.name}-{task.setting}" if task.setting else task.name
     return safe_name(f"{base}-{config_hash[:8]}")
 
@@ -351,7 +352,7 @@ def evaluate(task: Task, model: ModelAdapter, options: RunOptions, shard: Shard 
     manifest = build_manifest(task, model, options, samples)
     starts = shared_prompt_starts(samples)
     manifest["shared_prompt_starts"] = starts
-    run_dir = RunDir(run_dir_for(task, options, manifest["config_hash"]))
+    run_dir = RunDir(run_dir_for(task, options, manifest["comparison_hash"]))
     if shard.rank == 0:
         run_dir.start(manifest)
     try:

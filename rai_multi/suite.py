@@ -28,7 +28,7 @@ BACKEND_KEYS: dict[str, type] = {"revision": str, "device": str, "base_url": str
 MODEL_KEYS = {"name", "source", "batch_size", "dtype", "chat_template", "description", *BACKEND_KEYS}
 # rai_multi.models.loading.DTYPES, repeated so that reading a suite does not import torch
 # (tests/test_bad_input.py checks the two agree).
-DTYPES = ("auto", "fp32", "bf16", "int8")
+DTYPES = ("auto", "fp32", "bf16", "fp16", "int8")
 TOP_KEYS = {"title", "notes", "seed", "baseline", "policy", "out", "report", "scorer", "model", "task"}
 
 

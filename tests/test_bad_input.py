@@ -498,13 +498,13 @@ def _suite(tmp_path: Path, task_extra: str = "", model_extra: str = "", top: str
 
 
 SUITE_CASES = [
-    ("limit_negative", {"task_extra": "limit = -1"}, "'limit' must be a positive whole number, got -1"),
-    ("limit_string", {"task_extra": 'limit = "10"'}, "'limit' must be a positive whole number, got '10'"),
-    ("limit_float", {"task_extra": "limit = 2.5"}, "'limit' must be a positive whole number"),
-    ("samples_zero", {"task_extra": "samples = 0"}, "'samples' must be a positive whole number"),
-    ("shots_negative", {"task_extra": "shots = -2"}, "'shots' must be a whole number >= 0"),
-    ("max_new_tokens_bool", {"task_extra": "max_new_tokens = true"}, "'max_new_tokens' must be a positive"),
-    ("model_dtype", {"model_extra": 'dtype = "fp64"'}, "'dtype' must be one of auto, fp32, bf16, int8"),
+    ("limit_negative", {"task_extra": "limit = -1"}, "'limit' must be at least 1; got -1"),
+    ("limit_string", {"task_extra": 'limit = "10"'}, "'limit' must be a whole number; got '10'"),
+    ("limit_float", {"task_extra": "limit = 2.5"}, "'limit' must be a whole number; got 2.5"),
+    ("samples_zero", {"task_extra": "samples = 0"}, "'samples' must be at least 1; got 0"),
+    ("shots_negative", {"task_extra": "shots = -2"}, "'shots' must be at least 0; got -2"),
+    ("max_new_tokens_bool", {"task_extra": "max_new_tokens = true"}, "'max_new_tokens' must be a whole number; got True"),
+    ("model_dtype", {"model_extra": 'dtype = "fp64"'}, "'dtype' must be one of auto, fp32, bf16, fp16, int8"),
     ("model_batch_size", {"model_extra": "batch_size = 0"}, "'batch_size' must be a positive int"),
     ("model_empty_source", {"model_extra": ""}, None),
     ("seed_negative", {"top": "seed = -1\n"}, "'seed' must be a whole number from 0"),
