@@ -55,7 +55,7 @@ def test_short_item_is_found_whole():
 
 def test_bias_and_toxicity_sets_are_checked(data_dir):
     sets = decontam.eval_texts(data_dir)
-    assert {"winogender", "winobias", "crows_pairs", "realtoxicityprompts", "davidson"} <= set(sets)
+    assert {"winogender", "winobias", "crows_pairs", "toxicity", "toxicity_cls", "xcopa"} <= set(sets)  # named after their tasks
     assert len(sets["crows_pairs"]) == 2 * 1508 and len(sets["winogender"]) == 720
     sentence = sets["winogender"][0][1][0]
     report = decontam.check([_example(0, f"Rewrite: {sentence}")], {"winogender": sets["winogender"]})
