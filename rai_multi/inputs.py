@@ -9,9 +9,10 @@ line where the reader knows it), instead of a ``UnicodeDecodeError`` traceback.
 from __future__ import annotations
 
 import csv
+import json
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from rai_multi.errors import DataError, RaiMultiError
 
@@ -49,3 +50,17 @@ def read_text(path: Path, encoding: str = "utf-8", error: type[RaiMultiError] = 
     """The whole of a text file, with :func:`reading`'s errors."""
     with reading(path, error, what):
         return Path(path).read_text(encoding=encoding)
+
+
+def jsonl_rows(path: Path, error: type[RaiMultiError] = DataError, prefix: str = "") -> Iterator[tuple[int, Any]]:
+    """``(line number, parsed value)`` for every non-blank line of a JSONL file; a line that
+    is not JSON is one ``error`` naming ``<prefix><path>:<line>``, and :func:`reading`'s
+    errors apply to the file itself."""
+    with reading(path, error), open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise error(f"{prefix}{path}:{lineno}: not valid JSON ({exc.msg})") from None

@@ -25,7 +25,7 @@ from typing import Any, Iterable, Sequence
 
 from rai_multi import __version__
 from rai_multi.errors import OutputError, RaiMultiError
-from rai_multi.inputs import reading
+from rai_multi.inputs import jsonl_rows, reading
 from rai_multi.outputs import atomic_write_bytes, make_dirs, pid_alive, remove_stale_temp_files, remove_tree
 from rai_multi.paths import REPO_ROOT
 from rai_multi.records import Metric
@@ -195,17 +195,10 @@ class RunDir:
     def read_samples(self) -> list[dict[str, Any]]:
         self.require_complete()
         rows = []
-        with reading(self.samples_path, RaiMultiError), open(self.samples_path, encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise RaiMultiError(f"corrupt {self.samples_path}:{lineno}: not valid JSON ({exc.msg})") from None
-                if not isinstance(row, dict) or not isinstance(row.get("id"), str):
-                    raise RaiMultiError(f"corrupt {self.samples_path}:{lineno}: each row must be an object with an 'id'")
-                rows.append(row)
+        for lineno, row in jsonl_rows(self.samples_path, RaiMultiError, prefix="corrupt "):
+            if not isinstance(row, dict) or not isinstance(row.get("id"), str):
+                raise RaiMultiError(f"corrupt {self.samples_path}:{lineno}: each row must be an object with an 'id'")
+            rows.append(row)
         return rows
 
 

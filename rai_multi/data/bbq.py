@@ -15,7 +15,7 @@ from typing import Any
 
 from rai_multi.data.hub import load_hub_split
 from rai_multi.errors import DataError
-from rai_multi.inputs import read_text, reading
+from rai_multi.inputs import jsonl_rows, read_text, reading
 
 ANSWER_KEYS = ("ans0", "ans1", "ans2")
 # The hub copy of the upstream jsonl that lm-evaluation-harness reads; one config per
@@ -103,15 +103,8 @@ def _item(row: Any, where: str, prefix: str) -> BbqItem:
 
 def read_bbq_jsonl(path: Path) -> list[BbqItem]:
     items = []
-    with reading(path), open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            items.append(_item(row, f"{path}:{lineno}", "bbq"))
+    for lineno, row in jsonl_rows(path):
+        items.append(_item(row, f"{path}:{lineno}", "bbq"))
     return items
 
 

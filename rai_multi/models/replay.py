@@ -6,12 +6,11 @@ same task code: rows are ``{"id": ..., "output": "..."}`` or ``{"id": ..., "outp
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
 from rai_multi.errors import DataError
-from rai_multi.inputs import reading
+from rai_multi.inputs import jsonl_rows
 from rai_multi.records import GenerationRequest, Loglikelihood, LoglikelihoodRequest
 from rai_multi.store import file_sha256
 
@@ -22,30 +21,23 @@ def read_predictions(path: Path) -> dict[str, list[str]]:
     if not path.is_file():
         raise DataError(f"predictions file not found: {path}")
     predictions: dict[str, list[str]] = {}
-    with reading(path), open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict) or "id" not in row:
-                raise DataError(f"{path}:{lineno}: each row needs an 'id'")
-            if "outputs" in row:
-                outs = row["outputs"]
-                if not isinstance(outs, list) or not all(isinstance(o, str) for o in outs):
-                    raise DataError(f"{path}:{lineno}: 'outputs' must be a list of strings")
-            elif "output" in row:
-                if not isinstance(row["output"], str):
-                    raise DataError(f"{path}:{lineno}: 'output' must be a string")
-                outs = [row["output"]]
-            else:
-                raise DataError(f"{path}:{lineno}: row has neither 'output' nor 'outputs'")
-            key = str(row["id"])
-            if key in predictions:
-                raise DataError(f"{path}:{lineno}: duplicate id {key!r}")
-            predictions[key] = list(outs)
+    for lineno, row in jsonl_rows(path):
+        if not isinstance(row, dict) or "id" not in row:
+            raise DataError(f"{path}:{lineno}: each row needs an 'id'")
+        if "outputs" in row:
+            outs = row["outputs"]
+            if not isinstance(outs, list) or not all(isinstance(o, str) for o in outs):
+                raise DataError(f"{path}:{lineno}: 'outputs' must be a list of strings")
+        elif "output" in row:
+            if not isinstance(row["output"], str):
+                raise DataError(f"{path}:{lineno}: 'output' must be a string")
+            outs = [row["output"]]
+        else:
+            raise DataError(f"{path}:{lineno}: row has neither 'output' nor 'outputs'")
+        key = str(row["id"])
+        if key in predictions:
+            raise DataError(f"{path}:{lineno}: duplicate id {key!r}")
+        predictions[key] = list(outs)
     return predictions
 
 
