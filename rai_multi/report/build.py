@@ -243,7 +243,9 @@ def build_report(
     return ReportPaths(out_html, json_path, md_path)
 
 
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")  # inline Markdown; cells never start a line
+# Inline Markdown (cells never start a line); an underscore only where it could open or
+# close emphasis, so snake_case names such as native_cot stay as they are.
+_MD_SPECIAL = re.compile(r"([\\`*\[\]|~]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
 
 
 def md(value: Any) -> str:
