@@ -44,7 +44,7 @@ def test_bbq_lmeval_scores_twelve_options_and_maps_unknowns(data_dir, tmp_path):
 
     run = evaluate(task, ScriptedAdapter("unk", loglikelihood_fn=loglikelihood), RunOptions(tmp_path, "unk",
                                                                                             progress=False))
-    assert run.name == "bbq-mc-lmeval"
+    assert run.name.startswith("bbq-mc-lmeval-")
     rows = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
     assert all(r["choice"] == r["unknown"] for r in rows)
     ambig = [r for r in rows if r["condition"] == "ambig"]
