@@ -47,7 +47,7 @@ def _mgsm_pair(data_dir: Path, out: Path) -> None:
     """Per language (10 items): the baseline is right on items 0-3, the candidate on 2-8;
     on item 9 both are wrong with different answers. The candidate's wrong answers on 0
     and 1 are a script tag and an onerror image."""
-    task = MgsmTask(langs=["en", "bn", "sw"], data_dir=data_dir, limit=10)
+    task = MgsmTask(langs=["en", "bn", "sw"], data_dir=data_dir, limit=10, limit_rule="head")  # items 0-9
     golds = {s.id: s.target for s in task.build_samples()}
 
     def model(first: int, last: int, wrong: dict[int, str]):

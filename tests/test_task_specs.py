@@ -180,7 +180,9 @@ def _toxicity_pair(data_dir: Path, tmp_path: Path, k_base: int, k_cand: int) -> 
     from rai_multi.tasks.toxicity import ToxicityTask
 
     rtp = data_dir / "realtoxicityprompts" / "toxic.jsonl"
-    prompts = ToxicityTask(None, [rtp], 3).build_samples()  # the seeded 3 prompts `--prompts 3` picks
+    from rai_multi.scoring.toxicity import load_scorer
+
+    prompts = ToxicityTask(load_scorer("profanity-check"), [rtp], 3).build_samples()  # the seeded 3 `--prompts 3` picks
     out = tmp_path / "runs"
     tmp_path.mkdir(parents=True, exist_ok=True)
     for name, k in (("base", k_base), ("flan", k_cand)):
