@@ -167,6 +167,9 @@ def test_toxicity_rows_show_each_continuation_with_its_score(report):
         assert base["out"] == ["you idiot", "have a nice day"] and base["tox"] == [0.9, 0.1]
         assert cand["tox"] == [0.2, 0.1] and (base["v"], cand["v"]) == (1, 0)
         assert item["st"] == ["g"]  # toxic -> not toxic is a gain (lower is better)
+        # a field both runs share describes the item; one that differs is shown per model
+        assert item["meta"]["scorer"] == "table" and item["meta"]["prompts"] == "toxic"
+        assert (base["more"], cand["more"]) == ({"max_toxicity": "0.9"}, {"max_toxicity": "0.2"})
         assert item["prompt"]  # the RTP prompt text itself
 
 

@@ -14,8 +14,8 @@ how, the headline field). Each candidate's item gets a status against the baseli
 
 The record keys follow the samples.jsonl conventions every task writes (``outputs``,
 ``loglikelihoods``, ``continuations``, ``toxicity``, ``gold``) plus the answer fields
-tasks use; any other field of a row is kept as-is under ``meta`` (item) or ``more``
-(model), so nothing a task wrote is hidden.
+tasks use; any other field of a row is kept as text, under ``meta`` (the item) when every
+run has the same value, else under each model's ``more``, so nothing a task wrote is hidden.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def _answer(row: dict[str, Any]) -> tuple[Any, str]:
     return None, ""
 
 
-def _model_view(row: dict[str, Any], field: str | None, base_row: dict[str, Any] | None) -> dict[str, Any]:
+def _model_view(row: dict[str, Any], field: str | None, own: Sequence[str]) -> dict[str, Any]:
     answer, how = _answer(row)
     view: dict[str, Any] = {}
     if "outputs" in row:
@@ -85,10 +85,9 @@ def _model_view(row: dict[str, Any], field: str | None, base_row: dict[str, Any]
         view["ans"], view["how"] = _num(answer), how
     if field is not None and field in row:
         view["v"] = _num(row[field])
-    reference = base_row if base_row is not None else {}
-    more = {k: v for k, v in row.items() if k not in SHOWN and k != field and reference.get(k, object()) != v}
-    if base_row is not None and more:
-        view["more"] = {k: _text(v) for k, v in more.items()}
+    more = {k: _text(row[k]) for k in own if k in row}
+    if more:
+        view["more"] = more
     return view
 
 
@@ -147,11 +146,14 @@ def task_items(task: str, setting: str, by_model: dict[str, Run], baseline: str)
             item["opts"] = first["continuations"]
         if gold_index is not None:
             item["gi"] = gold_index
-        meta = {k: _text(v) for k, v in first.items() if k not in SHOWN and k != field}
-        if meta:
-            item["meta"] = meta
-        item["m"] = [_model_view(rows[m][sid], field, base_row if m != baseline else None) if sid in rows[m] else None
-                     for m in models]
+        # fields equal in every run describe the item; the others are each model's own
+        present = [rows[m][sid] for m in models if sid in rows[m]]
+        extra = [k for k in dict.fromkeys(k for r in present for k in r) if k not in SHOWN and k != field]
+        shared = [k for k in extra if all(k in r and r[k] == first[k] for r in present)]
+        own = [k for k in extra if k not in shared]
+        if shared:
+            item["meta"] = {k: _text(first[k]) for k in shared}
+        item["m"] = [_model_view(rows[m][sid], field, own) if sid in rows[m] else None for m in models]
         statuses = []
         for cand in candidates:
             status = "" if issues[cand] else item_status(task, base_row, rows[cand].get(sid))
