@@ -53,7 +53,7 @@ def test_score_xcopa_gold_and_always_one(data_dir, tmp_path):
                     encoding="utf-8")
     for preds in (gold, ones):
         result = runner.invoke(app, ["score", "xcopa", "-p", str(preds), "--langs", ",".join(langs), "--limit", "20",
-                                     "--data-dir", str(data_dir), "--out", str(tmp_path / "runs")])
+                                     "--limit-rule", "head", "--data-dir", str(data_dir), "--out", str(tmp_path / "runs")])
         assert result.exit_code == 0, result.output
     gold_m = {(m["name"], m["slice"]): m["value"] for m in
               RunDir(find_run(tmp_path / "runs" / "gold", "xcopa-generative")).read_metrics()["metrics"]}
@@ -67,7 +67,7 @@ def test_score_xcopa_gold_and_always_one(data_dir, tmp_path):
 
 
 def _mc_pair(data_dir: Path, out: Path) -> Path:
-    task = XcopaTask(["qu", "ht", "it"], data_dir, limit=10)
+    task = XcopaTask(["qu", "ht", "it"], data_dir, limit=10, seed=1234)
     labels = {s.id: s.target for s in task.build_samples()}
 
     def right(request, sample_id):
@@ -99,7 +99,7 @@ def test_xcopa_in_a_suite_and_eval_cli(tiny_causal, data_dir, tmp_path):
     (spec, options), = load_suite(suite).tasks[0].runs
     assert spec.name == "xcopa" and options.langs == ("qu", "tr") and options.split == "val"
     result = runner.invoke(app, ["eval", "xcopa", "--model", str(tiny_causal), "--langs", "qu,tr", "--limit", "2",
-                                 "--split", "val", "--data-dir", str(data_dir), "--out", str(tmp_path / "runs")])
+                                 "--limit-rule", "head", "--split", "val", "--data-dir", str(data_dir), "--out", str(tmp_path / "runs")])
     assert result.exit_code == 0, result.output
     rows = RunDir(find_run(tmp_path / "runs" / tiny_causal.name, "xcopa-mc")).read_samples()
     assert [r["id"] for r in rows] == ["xcopa/qu/0", "xcopa/qu/1", "xcopa/tr/0", "xcopa/tr/1"]
