@@ -205,10 +205,4 @@ def paired_bootstrap_diff_ci(
 ) -> tuple[float, float] | None:
     """CI of mean(a) - mean(b) where a[i] and b[i] are the two halves of one minimal pair
     (pairs resampled together)."""
-    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if x.shape != y.shape:
-        raise ValueError("paired samples must have the same length")
-    if x.size == 0:
-        return None
-    rng = np.random.default_rng(seed)
-    return _percentiles(_resampled_means(x - y, rng, n_boot), confidence)
+    return paired_bootstrap_delta_ci(b, a, seed, n_boot, confidence)[1]  # a - b over the pairs

@@ -15,7 +15,7 @@ from typing import Any
 
 from rai_multi.data.hub import load_hub_split
 from rai_multi.errors import DataError
-from rai_multi.inputs import jsonl_rows, read_text, reading
+from rai_multi.inputs import jsonl_rows, read_text
 
 ANSWER_KEYS = ("ans0", "ans1", "ans2")
 # The hub copy of the upstream jsonl that lm-evaluation-harness reads; one config per

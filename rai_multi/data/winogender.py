@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rai_multi.errors import DataError
-from rai_multi.inputs import read_text, reading
+from rai_multi.inputs import reading
 
 PRONOUNS = {
     "male": {"$NOM_PRONOUN": "he", "$POSS_PRONOUN": "his", "$ACC_PRONOUN": "him"},
