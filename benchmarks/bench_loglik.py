@@ -226,8 +226,8 @@ def report(raw: dict, tools: list[str]) -> str:
     lines = [
         "# Log-likelihood scoring: rai-multi vs lm-evaluation-harness (real models, same tokens)",
         "",
-        f"Machine: {info['cpu']}, {info['cores']} cores (shared with other jobs), CPU flags: {flags}. "
-        f"`--dtype auto` resolves to **{info['auto_dtype']}** here (no native bf16), so every run is fp32. "
+        f"Machine: {info['cpu']}, {info['cores']} cores, CPU flags: {flags}. "
+        f"`--dtype auto` resolves to **{info['auto_dtype']}** here; every run below is fp32 (both tools). "
         f"torch {info['torch']}, transformers {info['transformers']}, one thread per process.",
         "",
         "CPU seconds are user+sys of the timed call in the child process (getrusage), wall seconds beside "

@@ -9,9 +9,13 @@ tasks would (lm-eval batches requests with equal generation settings together).
 SPEC: {"model": dir, "dtype": "float32"|"bfloat16", "batch": int,
        "workloads": {name: [{"prompt", "stop", "max_new_tokens"}]}}
 OUT:  {name: {"seconds": float, "outputs": [str]}}
+or, with "batches": [int] and "threads": int in SPEC (bench_generate.py), every batch size
+timed in CPU seconds (user+sys) and wall seconds:
+OUT:  {name: {"runs": {batch: {"cpu_s", "wall_s"}}, "outputs": [str]}}
 """
 
 import json
+import resource
 import sys
 import time
 
@@ -24,8 +28,36 @@ def instances(rows):
                                                           "do_sample": False}), i) for i, r in enumerate(rows)]
 
 
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed_batches(spec: dict) -> dict:
+    """Every workload at every batch size of ``spec['batches']``, at ``spec['threads']``."""
+    import torch
+
+    torch.set_num_threads(spec.get("threads", 1))
+    lm = HFLM(pretrained=spec["model"], dtype=spec["dtype"], batch_size=1, device="cpu")
+    out = {}
+    for name, rows in spec["workloads"].items():
+        lm.generate_until(instances(rows[-1:]), disable_tqdm=True)  # warm-up, as every path gets
+        runs, outputs = {}, None
+        for batch in spec["batches"]:
+            lm.batch_size_per_gpu = batch
+            c, t = cpu_seconds(), time.perf_counter()
+            outs = lm.generate_until(instances(rows), disable_tqdm=True)
+            runs[str(batch)] = {"cpu_s": cpu_seconds() - c, "wall_s": time.perf_counter() - t}
+            outputs = outputs if outputs is not None else outs
+        out[name] = {"runs": runs, "outputs": outputs}
+    return out
+
+
 def main() -> None:
     spec = json.load(open(sys.argv[1], encoding="utf-8"))
+    if "batches" in spec:
+        json.dump(timed_batches(spec), open(sys.argv[2], "w", encoding="utf-8"))
+        return
     lm = HFLM(pretrained=spec["model"], dtype=spec["dtype"], batch_size=spec["batch"], device="cpu")
     out = {}
     for name, rows in spec["workloads"].items():

@@ -82,11 +82,15 @@ class PhaseMeter:
 
     def __init__(self, model: Any, flop_counter: Any = None):
         self.model, self.counter = model, flop_counter
-        self.seconds = {"prefill": 0.0, "decode": 0.0}
+        self.seconds = {"prefill": 0.0, "decode": 0.0}  # wall
+        self.cpu_seconds = {"prefill": 0.0, "decode": 0.0}  # this process's user+sys: what a shared machine gave it
         self.flops = {"prefill": 0.0, "decode": 0.0}
         self.decode_steps = 0
         self.decode_read_bytes = 0
+        self.prefill_calls = 0
+        self.prefill_read_bytes = 0  # the weights once per prefill forward (its keys and values are written, not read)
         self._weights = decode_bytes(model).weights
+        self.weight_bytes = self._weights
         self._open: list[tuple[str, float, float]] = []
         self._handles = []
         modules = [model] + ([model.get_encoder()] if getattr(model.config, "is_encoder_decoder", False) else [])
@@ -106,14 +110,18 @@ class PhaseMeter:
             self.decode_steps += 1
             cache = kwargs.get("cache", kwargs.get("past_key_values"))
             self.decode_read_bytes += self._weights + _cache_bytes(cache)
+        elif not self._open:  # a top-level prefill forward (an encoder inside a model call is counted there)
+            self.prefill_calls += 1
+            self.prefill_read_bytes += self._weights
         flops = self.counter.get_total_flops() if self.counter is not None else 0.0
-        self._open.append((phase, time.perf_counter(), flops))
+        self._open.append((phase, time.perf_counter(), time.process_time(), flops))
 
     def _after(self, module: Any, args: tuple, kwargs: dict, output: Any) -> None:
-        phase, started, flops = self._open.pop()
+        phase, started, cpu_started, flops = self._open.pop()
         if self._open:  # a call inside another one (the encoder inside a model call): counted there
             return
         self.seconds[phase] += time.perf_counter() - started
+        self.cpu_seconds[phase] += time.process_time() - cpu_started
         if self.counter is not None:
             self.flops[phase] += self.counter.get_total_flops() - flops
 
