@@ -85,15 +85,23 @@ def _count_calls(monkeypatch, module, name: str) -> dict:
 
 
 @pytest.mark.parametrize("fixture", ["tiny_causal", "tiny_seq2seq", "tiny_sliding"])
-def test_bf16_models_switch_and_agree_with_sdpa_fp32_models_do_not(fixture, request, monkeypatch):
+def test_bf16_models_switch_and_agree_with_sdpa_fp32_models_keep_sdpa_outside_shared_blocks(fixture, request,
+                                                                                             monkeypatch):
     path = request.getfixturevalue(fixture)
-    fp32 = load_model(str(path), dtype="fp32")
-    assert fp32.model.config._attn_implementation == "sdpa" and IMPLEMENTATION not in fp32.fingerprint
-    fast = load_model(str(path), dtype="bf16")
-    assert fast.model.config._attn_implementation == IMPLEMENTATION and f"|{FINGERPRINT}" in fast.fingerprint
-    calls = _count_calls(monkeypatch, cpu_attention, "decode_attention")
     reqs = [GenerationRequest("Question: 2 + 3 = ?", max_new_tokens=6, stop=()),
             GenerationRequest("A longer prompt, so that the batch has left padding in it.", max_new_tokens=6, stop=())]
+    # fp32 models run the implementation too (for shared exemplar blocks, shared_prefix.py),
+    # but without one every call goes to transformers' SDPA unchanged: the same texts as a
+    # model left on SDPA, and the one-token kernel never runs
+    fp32 = load_model(str(path), dtype="fp32")
+    assert fp32.model.config._attn_implementation == IMPLEMENTATION and f"|{FINGERPRINT}" in fp32.fingerprint
+    sdpa = load_model(str(path), dtype="fp32")
+    sdpa.model.set_attn_implementation("sdpa")
+    calls = _count_calls(monkeypatch, cpu_attention, "decode_attention")
+    assert fp32.generate(reqs, ["a", "b"]) == sdpa.generate(reqs, ["a", "b"])
+    assert calls["n"] == 0
+    fast = load_model(str(path), dtype="bf16")
+    assert fast.model.config._attn_implementation == IMPLEMENTATION and f"|{FINGERPRINT}" in fast.fingerprint
     out_fast = fast.generate(reqs, ["a", "b"])
     assert calls["n"] > 0  # the decode steps went through it
     # Logits of one decode step, fast attention vs transformers' SDPA, same bf16 weights.

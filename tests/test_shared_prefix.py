@@ -132,6 +132,7 @@ def test_decoder_answers_equal_the_copying_path(tiny_causal, monkeypatch, num_sa
     fast = _fast(tiny_causal, monkeypatch, calls)
     fast.prefix_reuse = True
     plain = load_model(str(tiny_causal), batch_size=8, dtype="fp32")
+    plain.model.set_attn_implementation("sdpa")  # the copying path: every row holds the prefix
     sampled = num_samples > 1
     reqs = [GenerationRequest(p, max_new_tokens=9, stop=(), do_sample=sampled, top_k=1, num_samples=num_samples)
             for p in PROMPTS]
@@ -189,3 +190,27 @@ def test_models_with_softcapping_keep_the_copying_path(tiny_causal):
     adapter = load_model(str(tiny_causal), batch_size=8, dtype="bf16")
     adapter.model.config.attn_logit_softcapping = 50.0
     assert not CausalDecoder(adapter.model, adapter.tokenizer, 4096).shared
+
+
+def test_prefix_groups_take_the_prompts_own_common_tokens(tiny_causal):
+    """The shared prefix is the longest run of token ids the prompts of one exemplar block
+    have in common, not the block encoded on its own: byte-level BPE tokenizers (SmolLM2's,
+    Gemma 3's) encode a block ending in a blank line as "...", "\\n\\n" alone but as "...",
+    "\\n", "\\n" + "Question" inside a prompt, so a separately encoded block never matched
+    and no MGSM prompt of those models shared its exemplars (issue 17)."""
+    from rai_multi.models.hf import PREFIX_MIN_TOKENS
+
+    adapter = load_model(str(tiny_causal), dtype="fp32")
+    block = "Question: one?\nAnswer: 1.\n\n"
+    reqs = [GenerationRequest(block + q, max_new_tokens=4) for q in ("Question: a?", "Question: b?", "Question: c?")]
+    reqs.append(GenerationRequest("Other block.\n\nQuestion: d?", max_new_tokens=4))
+    common = list(range(100, 100 + PREFIX_MIN_TOKENS + 5))  # what the prompts share, block and "\n" included
+    encoded = {0: common + [7, 8], 1: common + [9], 2: common[:-2] + [5, 6, 7], 3: common + [1]}
+    groups = dict((tuple(members), prefix) for prefix, members in adapter._prefix_groups(reqs, [0, 1, 2, 3], encoded))
+    assert groups == {(3,): (), (0, 1, 2): tuple(common[:-2])}  # prompt 3 has another block; 2 parts 2 tokens early
+    # a member whose every token is shared keeps its last one for itself; too short a run shares nothing
+    encoded = {0: common, 1: common + [9], 2: common + [3]}
+    assert dict((tuple(m), p) for p, m in adapter._prefix_groups(reqs[:3], [0, 1, 2], encoded)) == {
+        (0, 1, 2): tuple(common[:-1])}
+    short = {i: list(range(PREFIX_MIN_TOKENS - 1)) + [i] for i in range(3)}
+    assert adapter._prefix_groups(reqs[:3], [0, 1, 2], short) == [((), [0, 1, 2])]

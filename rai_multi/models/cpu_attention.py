@@ -1,12 +1,14 @@
-"""Decode-step attention for bf16/fp16 models on a CPU.
+"""Decode-step attention for bf16/fp16 models on a CPU, and shared exemplar blocks at any dtype.
 
 Why: in a decode step the query is one token and the keys are the whole context, and
 PyTorch's CPU flash-attention kernel handles that shape slowly in bf16: for a batch of 16
 rows over ~1.9k cached tokens (SmolLM2 shape, grouped heads) it took 4.3 ms a layer where
 three plain ops (scores matmul, softmax, values matmul) take 2.4 ms, and at 600 tokens
-2.0 ms against 0.7 ms (benchmarks/RESULTS.md has the end-to-end effect). In fp32 the two
-are level, so fp32 keeps transformers' SDPA path and its outputs stay bit-identical to
-``model.generate`` (tests/test_decoding.py).
+2.0 ms against 0.7 ms. In fp32 the two are level, so in fp32 every call goes to
+transformers' SDPA unchanged (outputs bit-identical to ``model.generate``,
+tests/test_decoding.py) except attention over a shared exemplar block: fp32 models are
+switched over too, because attending the block in place instead of copying it into every
+row took 8-shot MGSM on SmolLM2-135M from 96.8 to 75.5 CPU s (benchmarks/RESULTS_GENERATE.md).
 
 Rows that share a few-shot exemplar block (keys carrying ``shared_prefix``) go to
 shared_prefix.py; T5's prefill gets its position bias plus mask built once per forward, not
@@ -166,9 +168,9 @@ def _register() -> None:
 
 
 def use_cpu_decode_attention(model: Any) -> bool:
-    """Switch a CPU model in bf16/fp16 that runs transformers' SDPA attention over to
-    :func:`cpu_decode_attention_forward`; returns whether it did. Models on a GPU, in fp32,
-    or with another attention implementation are left alone."""
+    """Switch a CPU model in bf16/fp16/fp32 that runs transformers' SDPA attention over to
+    :func:`cpu_decode_attention_forward`; returns whether it did. Models on a GPU, int8
+    models, or ones with another attention implementation are left alone."""
     config = getattr(model, "config", None)
     if config is None or getattr(config, "_attn_implementation", None) != "sdpa":
         return False
@@ -176,7 +178,7 @@ def use_cpu_decode_attention(model: Any) -> bool:
         param = next(model.parameters())
     except StopIteration:
         return False
-    if param.device.type != "cpu" or param.dtype not in _LOW_PRECISION:
+    if param.device.type != "cpu" or param.dtype not in _LOW_PRECISION + (torch.float32,):
         return False
     if not hasattr(model, "set_attn_implementation"):
         return False

@@ -26,7 +26,7 @@ from rai_multi.models.auto_batch import (ROWS_GPU, SCORING_PAIRS, DecodeBytes, O
                                          decode_bytes, is_out_of_memory)
 from rai_multi.models.decoding import (CausalDecoder, DecodeRow, PrefillUnit, Sampling, Seq2SeqDecoder, cut_at_stop,
                                       row_seed)
-from rai_multi.models.shared_scoring import SharedContextScorer
+from rai_multi.models.shared_scoring import SharedContextScorer, common_prefix_length
 from rai_multi.records import GenerationRequest, Loglikelihood, LoglikelihoodRequest
 
 __all__ = ["HFAdapter", "cut_at_stop"]
@@ -209,9 +209,14 @@ class HFAdapter:
                        encoded: dict[int, list[int]]) -> list[tuple[tuple[int, ...], list[int]]]:
         """Split ``indices`` into (shared prefix token ids, members). Few-shot prompts share
         their exemplar block (everything up to the last blank line); for a decoder-only
-        model it is encoded once per block when at least two prompts share it, it is at
-        least PREFIX_MIN_TOKENS tokens, and tokenisation splits at the boundary. The rest
-        go in one group with an empty prefix."""
+        model, prompts with the same block share the longest token prefix their encodings
+        have in common, computed once, when at least two prompts share it and it is at least
+        PREFIX_MIN_TOKENS tokens. The prefix is taken from the prompts' own token ids, not
+        from encoding the block alone: byte-level BPE tokenizers (SmolLM2's, Gemma's) encode
+        a block ending in a blank line differently on its own ("\n\n" as one token) than
+        followed by the next question ("\n", "\n" + "Question"), and a prefix that is not
+        the prompts' own first tokens would never match. Every member keeps at least one
+        token of its own. The rest go in one group with an empty prefix."""
         if self.is_seq2seq or not self.prefix_reuse:
             return [((), list(indices))]
         by_text: dict[str, list[int]] = {}
@@ -221,13 +226,13 @@ class HFAdapter:
                 by_text.setdefault(head + sep, []).append(i)
         groups: list[tuple[tuple[int, ...], list[int]]] = []
         shared: set[int] = set()
-        for text, members in by_text.items():
+        for members in by_text.values():
             if len(members) < 2:
                 continue
-            prefix = tuple(self.tokenizer(text, add_special_tokens=True)["input_ids"])
-            if len(prefix) >= PREFIX_MIN_TOKENS and all(
-                    tuple(encoded[i][: len(prefix)]) == prefix and len(encoded[i]) > len(prefix) for i in members):
-                groups.append((prefix, members))
+            length = min(common_prefix_length([encoded[i] for i in members]),
+                         min(len(encoded[i]) for i in members) - 1)
+            if length >= PREFIX_MIN_TOKENS:
+                groups.append((tuple(encoded[members[0]][:length]), members))
                 shared.update(members)
         rest = [i for i in indices if i not in shared]
         return ([((), rest)] if rest else []) + groups
