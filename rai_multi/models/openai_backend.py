@@ -99,6 +99,41 @@ def _public_url(url: str) -> str:
     return urlunsplit((parts.scheme, host + (f":{parts.port}" if parts.port else ""), parts.path, "", ""))
 
 
+def continuation_token(token: Any, offset: Any, context_chars: int, prompt_chars: int) -> bool:
+    """Whether an echoed prompt token (its text and character offset) is scored with the
+    continuation that starts at character ``context_chars``.
+
+    A token that starts at or after the boundary is; so is one that starts before it and
+    carries continuation text (a token straddling the boundary: the server tokenised the
+    joined text, where the hf backend tokenises context and continuation apart). The
+    generated token (offset at or past the prompt's end) never is.
+
+    Why not "ends after the boundary" alone: byte-level tokenisers split a multi-byte
+    character into byte tokens, and llama.cpp's server echoes each such piece as an empty
+    string at the offset where the character starts (it decodes pieces with
+    ``errors="ignore"``); a character that opens the continuation then has pieces that
+    "end" at the boundary, and were dropped (the continuation lost its first tokens)."""
+    if not isinstance(offset, int) or offset >= prompt_chars:
+        return False
+    if offset >= context_chars:
+        return True
+    return isinstance(token, str) and offset + len(token) > context_chars
+
+
+def misaligned_echo(text: str, offsets: Sequence[Any], prompt_chars: int) -> bool:
+    """Whether an echo + logprobs answer (max_tokens 1) lacks an entry for the generated token.
+
+    A correct server echoes one entry per prompt token and one for the generated token (at
+    offset >= the prompt's length). llama-cpp-python 0.3.x, for a model that adds no BOS
+    token, pairs prompt token k with the log-probs computed after token k (those of token
+    k+1's position), so its entries are shifted by one and the generated token's is
+    missing: measured on SmolLM2 (tests/test_served_llamacpp.py). The missing entry is the
+    sign the client can see; an answer where nothing was generated (the model ended at
+    once) cannot show it and passes."""
+    generated = len(text) > prompt_chars
+    return generated and not any(isinstance(o, int) and o >= prompt_chars for o in offsets)
+
+
 class OpenAIAdapter:
     """ModelAdapter over ``/v1/completions`` (backend ``openai``) or ``/v1/chat/completions``
     (``openai-chat``) of one served model."""
@@ -293,13 +328,16 @@ class OpenAIAdapter:
         return self._map(self._generate_one, requests, ids)
 
     # ---------------------------------------------------------------- log-likelihood
-    def _echo_logprobs(self, prompt: str) -> tuple[list[str], list[float | None], list[int], list[Any]]:
+    def _echo_logprobs(self, prompt: str) -> tuple[list[str], list[float | None], list[int], list[Any], str]:
+        """The echoed prompt's tokens, log-probs, character offsets and top alternatives, and
+        the answer's text (the prompt plus the one generated token)."""
         body = {"model": self.model_id, "prompt": prompt, "max_tokens": 1, "echo": True, "logprobs": 1,
                 "temperature": 0.0}
         answer = self._call("POST", "/completions", body)
         where = f"{_public_url(self.base_url)}/completions"
         try:
-            lp = answer["choices"][0]["logprobs"]
+            choice = answer["choices"][0]
+            lp = choice["logprobs"]
             tokens, values, offsets = lp["tokens"], lp["token_logprobs"], lp["text_offset"]
             tops = lp.get("top_logprobs") or [None] * len(tokens)
         except (KeyError, IndexError, TypeError):
@@ -307,7 +345,8 @@ class OpenAIAdapter:
                               "(logprobs.tokens/token_logprobs/text_offset)") from None
         if not (isinstance(tokens, list) and len(tokens) == len(values) == len(offsets)):
             raise ServerError(f"{where}: logprobs lists of different lengths")
-        return tokens, values, offsets, tops
+        text = choice.get("text") if isinstance(choice.get("text"), str) else ""
+        return tokens, values, offsets, tops, text
 
     def _probe_echo(self) -> None:
         """Once, before any scoring request: does this server return prompt log-probs?"""
@@ -319,7 +358,7 @@ class OpenAIAdapter:
                               "use --model openai:<name> (completions) for log-likelihood tasks")
         probe = "The answer is"
         try:
-            tokens, values, offsets, _ = self._echo_logprobs(probe)
+            tokens, values, offsets, _, text = self._echo_logprobs(probe)
         except ServerError as exc:
             raise ServerError(f"{where} does not offer prompt log-probabilities (echo + logprobs), which "
                               f"log-likelihood tasks need: {exc}") from None
@@ -328,20 +367,26 @@ class OpenAIAdapter:
         if len(covered) < 2 or not numbers or not all(isinstance(v, (int, float)) for v in numbers):
             raise ServerError(f"{where} does not echo the prompt's log-probabilities (echo + logprobs), which "
                               "log-likelihood tasks need; use a generative setting or the hf/vllm backend")
+        if misaligned_echo(text, offsets, len(probe)):
+            raise ServerError(f"{where} echoes prompt log-probabilities that are not aligned with the prompt's "
+                              "tokens (a token was generated, but no log-probability was echoed for it): "
+                              "llama-cpp-python's server does this for models whose GGUF adds no BOS token, "
+                              "giving each prompt token the log-probability from the position before it; "
+                              "refusing to score log-likelihood tasks with it (use a generative setting, "
+                              "the hf backend, or a server that echoes them right, e.g. vLLM)")
         self._echo_ok = True
 
     def _score_pair(self, pair: tuple[str, str], sample_id: str) -> Loglikelihood:
-        """Sum of the log-probs of the tokens that begin at or after the end of the context
-        (a token straddling the boundary counts with the continuation: it carries its text);
-        the one generated token (offset at or past the prompt's end) is left out."""
+        """Sum of the log-probs of the continuation's tokens; the one generated token
+        (offset at or past the prompt's end) is left out. See :func:`continuation_token`
+        for which echoed tokens those are."""
         context, continuation = pair
         prompt = context + continuation
-        tokens, values, offsets, tops = self._echo_logprobs(prompt)
+        tokens, values, offsets, tops, _ = self._echo_logprobs(prompt)
         where = f"{_public_url(self.base_url)}/completions"
         total, count, greedy = 0.0, 0, True
         for k, (token, value, offset) in enumerate(zip(tokens, values, offsets)):
-            end = offset + len(token) if isinstance(token, str) else offset
-            if offset >= len(prompt) or end <= len(context):
+            if not continuation_token(token, offset, len(context), len(prompt)):
                 continue
             if value is None:
                 raise ServerError(f"{where}: no log-probability for continuation token {k} of {sample_id!r} "
