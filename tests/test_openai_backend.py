@@ -38,7 +38,24 @@ def test_generation_body_and_answer():
         assert out == [[" ok5"]]
         body = fake.posts()[0]["body"]
         assert body == {"model": "fake-model", "prompt": "Q: 1+1?", "max_tokens": 8, "n": 1, "seed": 5,
-                        "stop": ["\n"], "temperature": 0.0, "top_p": 1.0}
+                        "stop": ["\n"], "temperature": 0.0, "top_p": 1.0, "repeat_penalty": 1.0}
+
+
+def test_penalty_field_is_dropped_for_a_server_that_rejects_it():
+    """llama.cpp-family servers default repeat_penalty to 1.1 (not greedy), so 1.0 is sent;
+    OpenAI's own API rejects fields it does not know (HTTP 400 naming it): the request is
+    sent again without the field, and later requests never carry it."""
+    with FakeOpenAI() as fake:
+        a = adapter(fake.url)
+        fake.queue.append((400, {}, b'{"error": {"message": "Unrecognized request argument supplied: repeat_penalty"}}'))
+        out = a.generate([greedy(seed=1), greedy(seed=2)], ["a", "b"])
+        assert out == [[" ok1"], [" ok2"]]
+        bodies = [p["body"] for p in fake.posts()]
+        assert [("repeat_penalty" in b) for b in bodies] == [True, False, False]
+        assert "not sent" in a.description()["repeat_penalty"]
+        fake.queue.append((400, {}, b'{"error": {"message": "max_tokens is too large"}}'))
+        with pytest.raises(ServerError, match="HTTP 400"):  # any other 400 is still an error
+            a.generate([greedy(seed=3)], ["c"])
 
 
 def test_sampling_params_and_n_continuations():
