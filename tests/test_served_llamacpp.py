@@ -1,8 +1,23 @@
 """The openai: backend against a real llama.cpp server process on loopback (tests/served.py),
-serving a tiny float32 GGUF written here from the tiny causal model (test_gguf.py's
-writer): greedy parity with the hf backend loading the same file, log-likelihood parity,
-the real server's 401 and n handling, and a server killed mid-run then resumed from the
-cache without re-asking. Skipped only when llama-cpp-python[server] is not installed."""
+serving the demo GGUF ``demo:smollm2-135m-instruct`` (SmolLM2-135M-Instruct, Q4_1) as it
+is, compared with the hf backend on the same file (dequantised to float32 by transformers).
+
+What is compared, and what may legitimately differ:
+- tokenisation: the server's own token ids for every prompt equal the hf tokenizer's
+  (neither side adds a BOS token: the file says ``add_bos_token = false``);
+- greedy generation: the backend sends ``repeat_penalty 1.0`` (the server's default, 1.1,
+  is not greedy decoding: test_default_repeat_penalty_is_not_greedy). llama.cpp then
+  multiplies the Q4_1 weights with 8-bit-quantised activations, the hf backend the same
+  weights dequantised in float32: outputs agree token for token until hf is near a tie
+  (NEAR_TIE), and every pair that differs is attributed to such a step, or to a
+  multi-byte character cut by the token limit;
+- log-likelihood: this server's echoed prompt log-probs are shifted by one position for
+  a model without BOS; the test measures that and the backend refuses to score;
+- no chat template on /v1/completions on either side.
+
+One server for the module (a second for the key check, a third that the resume test
+kills). Skipped without llama-cpp-python[server]; failed instead under
+RAI_MULTI_STRICT_DATA=1, as CI runs."""
 
 from __future__ import annotations
 
@@ -10,83 +25,239 @@ import json
 import sqlite3
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
-from served import SERVER_MISSING, LlamaServer, server_installed
-from test_gguf import write_llama_gguf
+from served import LlamaServer, require_server
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(not server_installed(), reason=SERVER_MISSING)]
+pytestmark = [pytest.mark.slow]
 
+ALIAS = "smollm2"
+MAX_TOKENS = 24
 PROMPTS = [
-    "Question: Roger has 5 tennis balls. The answer is", "Frage: Die Antwort ist", "Pregunta: La respuesta es",
-    "Question : La réponse est", "問題：答えは", "问题：答案是", "Задача: Ответ —", "Swali: Jibu ni",
-    "The quick brown fox", "yes no Yes", "سؤال: الإجابة هي", "Kysymys: Vastaus on", "Pertanyaan: Jawabannya",
-    "질문: 답은", "প্রশ্ন: উত্তর হল", "โจทย์: คำตอบคือ",
+    "Question: Roger has 5 tennis balls. He buys 2 more cans of 3 tennis balls each. How many tennis balls "
+    "does he have now?\nAnswer:",
+    "Frage: Roger hat 5 Tennisbälle. Er kauft 2 weitere Dosen mit je 3 Tennisbällen. Wie viele Tennisbälle "
+    "hat er jetzt?\nAntwort:",
+    "Pregunta: Roger tiene 5 pelotas de tenis. Compra 2 latas más con 3 pelotas cada una. ¿Cuántas pelotas "
+    "tiene ahora?\nRespuesta:",
+    "Question : Roger a 5 balles de tennis. Il achète 2 boîtes de 3 balles chacune. Combien de balles a-t-il "
+    "maintenant ?\nRéponse :",
+    "問題：ロジャーはテニスボールを5個持っています。彼はさらに3個入りの缶を2つ買いました。今、彼はテニスボールを何個持っていますか？\n答え：",
+    "问题：罗杰有5个网球。他又买了2罐，每罐3个网球。他现在有多少个网球？\n答案：",
+    "Задача: У Роджера 5 теннисных мячей. Он покупает ещё 2 банки по 3 мяча. Сколько мячей у него теперь?\nОтвет:",
+    "Swali: Roger ana mipira 5 ya tenisi. Ananunua makopo 2 zaidi yenye mipira 3 kila moja. Ana mipira "
+    "mingapi sasa?\nJibu:",
 ]
 SECRET = "sk-llama-test-secret-0987654321"
 
 
 @pytest.fixture(scope="module")
-def tiny_gguf(tmp_path_factory) -> Path:
-    from rai_multi.models.tiny import build_tiny_model
+def gguf() -> Path:
+    require_server()
+    from rai_multi.demo_models import resolve_demo_model
 
-    folder = tmp_path_factory.mktemp("served")
-    path = folder / "tiny-llama-f32.gguf"
-    write_llama_gguf(build_tiny_model(folder / "tiny", "tiny-causal"), path, add_bos=True)
-    return path
+    return Path(resolve_demo_model("demo:smollm2-135m-instruct"))
 
 
 @pytest.fixture(scope="module")
-def server(tiny_gguf, tmp_path_factory):
-    with LlamaServer(tiny_gguf, "tiny", tmp_path_factory.mktemp("log") / "server.log") as srv:
+def server(gguf, tmp_path_factory):
+    with LlamaServer(gguf, ALIAS, tmp_path_factory.mktemp("log") / "server.log") as srv:
         yield srv
 
 
-def _served(url: str, **fields):
+@pytest.fixture(scope="module")
+def hf(gguf):
+    """The hf backend on the same file, float32 (``auto`` would be bf16 on AMX CPUs), one
+    prompt per batch (no padding: the analysis below decodes prompts one at a time)."""
+    from rai_multi.models.loading import load_model
+
+    return load_model(str(gguf), dtype="fp32", batch_size=1)
+
+
+def _served(url: str, **fields: Any):
     from rai_multi.models.spec import load_backend, parse_model
 
-    return load_backend(parse_model("openai:tiny", base_url=url, **fields))
+    return load_backend(parse_model(f"openai:{ALIAS}", base_url=url, **fields))
 
 
-def test_greedy_parity_with_the_hf_backend(server, tiny_gguf, tmp_path, monkeypatch):
-    """Same file, both float32, greedy, 8 new tokens: every one of the 16 outputs equal.
-    (Differences here could only come from tokenisation or kernels: there is no
-    dequantisation, and no chat template on /completions.)"""
-    from rai_multi.models.loading import load_model
+# ---------------------------------------------------------------------------- tokenisation
+def test_server_tokenises_prompts_like_the_hf_tokenizer(server, hf):
+    """Same ids, no BOS on either side: what both backends feed the model is the same."""
+    for prompt in PROMPTS:
+        assert server.tokenize(prompt) == hf.tokenizer(prompt)["input_ids"], prompt
+
+
+# ---------------------------------------------------------------------------- greedy parity
+NEAR_TIE = 1.0  # nats: hf's preference for its own token at the first step where the outputs part
+
+
+@dataclass
+class Parting:
+    """Where the served output leaves hf's greedy path, seen by hf along the served path.
+
+    ``step`` is the first generated token at which hf's own choice is not the server's
+    (None: hf would pick every served token, and the server's end too); ``margin`` is how
+    much hf prefers its token there (log-prob of hf's token minus that of the server's, in
+    nats, from the same prefix); ``deltas`` are |hf - server| log-probs of the tokens
+    before that step (the two kernels on the same tokens)."""
+
+    step: int | None
+    margin: float
+    hf_token: str
+    served_token: str
+    deltas: list[float]
+
+
+def _continuation_ids(hf, prompt: str, text: str) -> list[int]:
+    """The hf tokenizer's ids for ``text`` after ``prompt`` (prompt ids are a prefix of the
+    joined text's: checked), decoding back to ``text``."""
+    head = hf.tokenizer(prompt)["input_ids"]
+    joined = hf.tokenizer(prompt + text)["input_ids"]
+    ids = joined[len(head):] if joined[: len(head)] == head else hf.tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert hf.tokenizer.decode(ids) == text, (prompt, text)
+    return list(ids)
+
+
+def _parting(hf, prompt: str, served_text: str, served_logprobs: list[float], eos: set[int], ended: bool) -> Parting:
+    """One hf forward pass over prompt + served output: hf's choice at every served step."""
+    import torch
+
+    head = hf.tokenizer(prompt)["input_ids"]
+    ids = _continuation_ids(hf, prompt, served_text)
+    with torch.inference_mode():
+        logits = hf.model(input_ids=torch.tensor([head + ids])).logits[0, len(head) - 1:].float()
+    lp = logits.log_softmax(-1)
+    deltas = []
+    for i, token in enumerate(ids):
+        best = int(lp[i].argmax())
+        if best != token and float(lp[i, best] - lp[i, token]) > 1e-4:  # not a float tie
+            return Parting(i, float(lp[i, best] - lp[i, token]), hf.tokenizer.decode([best]),
+                           hf.tokenizer.decode([token]), deltas)
+        if i < len(served_logprobs):
+            deltas.append(abs(float(lp[i, token]) - served_logprobs[i]))
+    best = int(lp[len(ids)].argmax())
+    if ended and best not in eos:  # the server ended (EOS) where hf goes on
+        worst_eos = max(float(lp[len(ids), e]) for e in eos)
+        return Parting(len(ids), float(lp[len(ids), best]) - worst_eos, hf.tokenizer.decode([best]), "<eos>", deltas)
+    return Parting(None, 0.0, "", "", deltas)
+
+
+@pytest.fixture(scope="module")
+def greedy_runs(server, hf) -> dict[str, list[Any]]:
+    """Both backends' greedy outputs, and the server's answer with log-probs to the same
+    request (the backend's body plus ``logprobs``), computed once for the module."""
     from rai_multi.records import GenerationRequest
 
-    monkeypatch.setenv("RAI_MULTI_MODEL_CACHE", str(tmp_path / "cache"))
-    requests = [GenerationRequest(p, max_new_tokens=8) for p in PROMPTS]
+    requests = [GenerationRequest(p, max_new_tokens=MAX_TOKENS) for p in PROMPTS]
     ids = [str(i) for i in range(len(PROMPTS))]
-    hf = load_model(str(tiny_gguf), dtype="fp32", batch_size=1).generate(requests, ids)
-    served = _served(server.url, concurrency=2).generate(requests, ids)
-    equal = sum(a == b for a, b in zip(hf, served))
-    diffs = [(p, a, b) for p, a, b in zip(PROMPTS, hf, served) if a != b]
-    print(f"greedy parity hf vs llama.cpp server: {equal}/{len(PROMPTS)} equal; differences: {diffs}")
-    assert equal == len(PROMPTS), diffs
+    raw = [server.post("/v1/completions", {"model": ALIAS, "prompt": p, "max_tokens": MAX_TOKENS, "temperature": 0.0,
+                                           "top_p": 1.0, "repeat_penalty": 1.0, "logprobs": 1, "seed": 0})["choices"][0]
+           for p in PROMPTS]
+    return {"hf": [o[0] for o in hf.generate(requests, ids)],
+            "served": [o[0] for o in _served(server.url, concurrency=2).generate(requests, ids)], "raw": raw}
 
 
-def test_loglikelihood_parity_with_the_hf_backend(server, tiny_gguf, tmp_path, monkeypatch):
-    from rai_multi.models.loading import load_model
+def _eos(hf) -> set[int]:
+    config = hf.model.generation_config.eos_token_id
+    return {int(e) for e in (config if isinstance(config, (list, tuple)) else [config])}
+
+
+def test_greedy_parity_with_the_hf_backend(greedy_runs, hf, capsys):
+    """Greedy, 24 new tokens, 8 MGSM-style prompts in 8 languages. Every output pair is
+    equal, or parts at a near-tie of hf (margin < NEAR_TIE) after agreeing token for token
+    (dequantisation: the server multiplies Q4_1 weights with 8-bit-quantised activations),
+    or has the same tokens with hf's text ending in U+FFFD where the token limit cut a
+    multi-byte character (hf decodes the partial bytes as U+FFFD, the server drops them).
+    The kernels' log-prob difference on agreeing tokens must be well below NEAR_TIE, or
+    the near-tie would explain nothing."""
+    eos = _eos(hf)
+    report, deltas, equal = [], [], 0
+    for prompt, h, s, choice in zip(PROMPTS, greedy_runs["hf"], greedy_runs["served"], greedy_runs["raw"]):
+        assert choice["text"] == s  # the backend's request, plus log-probs: the same output
+        part = _parting(hf, prompt, s, choice["logprobs"]["token_logprobs"], eos, choice["finish_reason"] == "stop")
+        deltas += part.deltas
+        hf_ids = _continuation_ids(hf, prompt, h)
+        served_ids = _continuation_ids(hf, prompt, s)
+        if h == s:
+            assert part.step is None
+            equal += 1
+            report.append(f"equal ({len(hf_ids)} tokens)")
+        elif part.step is None:
+            # hf agrees with every served token: the texts can only differ by hf's cut character
+            assert h.endswith("\ufffd") and h.rstrip("\ufffd") == s, (prompt, h, s)
+            report.append("same tokens; hf ends in U+FFFD (a multi-byte character cut by the token limit), "
+                          "the server drops the partial bytes")
+        else:
+            # hf's own output follows the served tokens up to the parting step, then takes its choice
+            assert hf_ids[: part.step] == served_ids[: part.step], (prompt, h, s)
+            assert part.margin < NEAR_TIE, (prompt, h, s, part)
+            report.append(f"parts at token {part.step}: hf {part.hf_token!r} over the server's "
+                          f"{part.served_token!r} by {part.margin:.3f} nats")
+    with capsys.disabled():
+        print(f"\ngreedy parity, hf (fp32) vs llama.cpp server (Q4_1), {MAX_TOKENS} tokens: {equal}/{len(PROMPTS)} "
+              f"outputs equal; max |log-prob difference| on agreeing tokens {max(deltas):.3f} nats "
+              f"({len(deltas)} tokens)")
+        for prompt, line in zip(PROMPTS, report):
+            print(f"  {prompt.split(':')[0][:12]!r}: {line}")
+    assert max(deltas) < NEAR_TIE / 2, max(deltas)
+
+
+def test_default_repeat_penalty_is_not_greedy(server, greedy_runs, capsys):
+    """Why the backend sends repeat_penalty 1.0: the same greedy requests without it (the
+    server's default, 1.1) give fewer outputs equal to hf's (measured 0 of 8 against 4 of
+    8 on 2026-12-02)."""
+    default = [server.post("/v1/completions", {"model": ALIAS, "prompt": p, "max_tokens": MAX_TOKENS,
+                                               "temperature": 0.0, "top_p": 1.0})["choices"][0]["text"]
+               for p in PROMPTS]
+    plain = sum(h == s for h, s in zip(greedy_runs["hf"], greedy_runs["served"]))
+    penalised = sum(h == s for h, s in zip(greedy_runs["hf"], default))
+    with capsys.disabled():
+        print(f"\noutputs equal to hf's: {plain}/{len(PROMPTS)} with repeat_penalty 1.0, "
+              f"{penalised}/{len(PROMPTS)} with the server's default 1.1")
+    assert penalised < plain
+
+
+# ---------------------------------------------------------------------------- log-likelihood
+def test_echoed_logprobs_are_shifted_and_the_backend_refuses_them(server, hf):
+    """llama-cpp-python 0.3.36 pairs each echoed prompt token k with the log-probs computed
+    *after* token k when the model adds no BOS token (this GGUF: add_bos_token false): one
+    entry per prompt token, none for the generated token, and values that are hf's
+    log-prob of token k at the position after it, not at its own. A log-likelihood from
+    them would be wrong, so the backend refuses at its probe (misaligned_echo). What is
+    measured here is that cause, against hf's float32 log-probs on the same ids."""
+    import torch
+
+    from rai_multi.models.openai_backend import ServerError
     from rai_multi.records import LoglikelihoodRequest
 
-    monkeypatch.setenv("RAI_MULTI_MODEL_CACHE", str(tmp_path / "cache"))
-    requests = [LoglikelihoodRequest("Question: The answer is", (" 11.", " 29.")),
-                LoglikelihoodRequest("The quick brown fox", (" jumps over", " yes no"))]
-    hf = load_model(str(tiny_gguf), dtype="fp32").loglikelihood(requests, ["a", "b"])
-    served = _served(server.url).loglikelihood(requests, ["a", "b"])
-    for h_list, s_list in zip(hf, served):
-        for h, s in zip(h_list, s_list):
-            assert s.n_tokens == h.n_tokens
-            assert s.logprob == pytest.approx(h.logprob, abs=2e-3)
-            assert s.is_greedy == h.is_greedy
+    prompt = PROMPTS[0]
+    choice = server.post("/v1/completions", {"model": ALIAS, "prompt": prompt, "max_tokens": 1, "echo": True,
+                                             "logprobs": 1, "temperature": 0.0, "repeat_penalty": 1.0})["choices"][0]
+    ids = server.tokenize(prompt)
+    echoed = choice["logprobs"]
+    assert len(echoed["token_logprobs"]) == len(ids)  # the prompt's tokens only
+    assert max(echoed["text_offset"]) < len(prompt) < len(choice["text"])  # a token was generated, not echoed
+    with torch.inference_mode():
+        lp = hf.model(input_ids=torch.tensor([ids])).logits[0].float().log_softmax(-1)
+    served = echoed["token_logprobs"][1:]
+    shifted = [float(lp[k, ids[k]]) for k in range(1, len(ids))]
+    aligned = [float(lp[k - 1, ids[k]]) for k in range(1, len(ids))]
+    off_shifted = sum(abs(a - b) for a, b in zip(served, shifted)) / len(served)
+    off_aligned = sum(abs(a - b) for a, b in zip(served, aligned)) / len(served)
+    assert off_shifted < 0.2 < 1.0 < off_aligned, (off_shifted, off_aligned)
+    with pytest.raises(ServerError, match="not aligned with the prompt's tokens"):
+        _served(server.url).loglikelihood([LoglikelihoodRequest("Question: 2 + 2 =", (" 4", " 5"))], ["a"])
 
 
-def test_real_server_ignores_n_and_refuses_a_missing_key(server, tiny_gguf, tmp_path, monkeypatch):
+# ---------------------------------------------------------------------------- n, keys
+def test_real_server_ignores_n_and_refuses_a_missing_key(server, gguf, tmp_path, monkeypatch):
     from rai_multi.models.openai_backend import ServerError
+    from rai_multi.models.spec import load_backend, parse_model
     from rai_multi.records import GenerationRequest
 
     adapter = _served(server.url)
@@ -95,10 +266,8 @@ def test_real_server_ignores_n_and_refuses_a_missing_key(server, tiny_gguf, tmp_
     assert len(outs) == 3
     assert "ignored n" in adapter.description().get("n_continuations", "")  # llama.cpp's server ignores n
     with pytest.raises(ServerError, match="does not serve model 'other'"):
-        from rai_multi.models.spec import load_backend, parse_model
-
         load_backend(parse_model("openai:other", base_url=server.url))
-    with LlamaServer(tiny_gguf, "tiny", tmp_path / "keyed.log", api_key=SECRET) as keyed:
+    with LlamaServer(gguf, ALIAS, tmp_path / "keyed.log", api_key=SECRET) as keyed:
         monkeypatch.delenv("OPENAI_API_KEY", raising=False)
         with pytest.raises(ServerError, match="HTTP 401"):
             _served(keyed.url)
@@ -106,40 +275,55 @@ def test_real_server_ignores_n_and_refuses_a_missing_key(server, tiny_gguf, tmp_
         assert len(_served(keyed.url).generate([GenerationRequest("Hi", max_new_tokens=2)], ["h"])[0]) == 1
 
 
-def test_server_killed_mid_run_then_resumed(tiny_gguf, tmp_path, monkeypatch, data_dir):
+# ---------------------------------------------------------------------------- kill, resume
+LIMIT = 8  # MGSM questions; the runner commits them 4 at a time (chunk = 4 x --batch-size 1)
+
+
+def _committed(db: Path) -> int:
+    """Answers committed to the generation cache (read-only, while the run writes)."""
+    if not db.is_file():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
+            return conn.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
+    except sqlite3.OperationalError:  # table not created yet, or locked by the writer
+        return 0
+
+
+def test_server_killed_mid_run_then_resumed(gguf, tmp_path, monkeypatch, data_dir):
+    """SIGKILL the server once the first chunk of answers is committed: the run fails with
+    one ServerError and leaves no complete manifest, a subset of the answers is cached;
+    the re-run against a fresh server (another port) sends exactly one POST per missing
+    answer and completes, counting the rest as from the cache."""
     from rai_multi.cli.main import app
     from rai_multi.models.openai_backend import OpenAIAdapter, ServerError
 
     cache = tmp_path / "cache"
+    db = cache / "generations.sqlite"
     monkeypatch.setenv("RAI_MULTI_CACHE", str(cache))
     monkeypatch.setenv("RAI_MULTI_RETRY_SECONDS", "1")
     posts: list[str] = []
     real_once = OpenAIAdapter._once
 
-    def counting(self, method, path, body):
+    def counting(self, method: str, path: str, body: dict[str, Any] | None):
         if method == "POST":
             posts.append(path)
         return real_once(self, method, path, body)
 
     monkeypatch.setattr(OpenAIAdapter, "_once", counting)
     out = tmp_path / "runs"
-    argv = ["eval", "mgsm", "--model", "openai:tiny", "--langs", "en", "--limit", "10", "--shots", "0",
+    argv = ["eval", "mgsm", "--model", f"openai:{ALIAS}", "--langs", "en", "--limit", str(LIMIT), "--shots", "0",
             "--setting", "direct", "--batch-size", "1", "--concurrency", "1", "--out", str(out),
             "--data-dir", str(data_dir)]
 
-    def committed() -> int:
-        db = cache / "generations.sqlite"
-        if not db.is_file():
-            return 0
-        with sqlite3.connect(str(db)) as conn:
-            return conn.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
-
-    srv = LlamaServer(tiny_gguf, "tiny", tmp_path / "server.log").start()
+    srv = LlamaServer(gguf, ALIAS, tmp_path / "server.log").start()
+    killed_at: list[int] = []
     try:
         def killer() -> None:
-            deadline = time.monotonic() + 300
-            while committed() < 4 and time.monotonic() < deadline:  # one chunk (4 x batch size 1) in the cache
-                time.sleep(0.05)
+            deadline = time.monotonic() + 240
+            while _committed(db) < 4 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            killed_at.append(len(posts))
             srv.kill()
 
         watcher = threading.Thread(target=killer)
@@ -149,15 +333,18 @@ def test_server_killed_mid_run_then_resumed(tiny_gguf, tmp_path, monkeypatch, da
     finally:
         srv.stop()
     assert isinstance(first.exception, ServerError), first.output
-    done_before = committed()
-    assert 4 <= done_before < 10
-    [manifest] = out.rglob("manifest.json")
-    assert json.loads(manifest.read_text())["status"] != "complete"
+    done_before = _committed(db)
+    assert 4 <= done_before < LIMIT, done_before
+    # a failed run leaves its staging folder removed: no manifest says "complete"
+    statuses = [json.loads(m.read_text())["status"] for m in out.rglob("manifest.json")]
+    assert "complete" not in statuses, statuses
     posts.clear()
-    with LlamaServer(tiny_gguf, "tiny", tmp_path / "server2.log") as again:  # another port: same cache keys
+    with LlamaServer(gguf, ALIAS, tmp_path / "server2.log") as again:  # another port: same cache keys
         second = CliRunner().invoke(app, argv + ["--base-url", again.url])
     assert second.exit_code == 0, second.output
+    [manifest] = out.rglob("manifest.json")
     doc = json.loads(manifest.read_text())
     assert doc["status"] == "complete"
-    assert doc["answers"] == {"from_cache": done_before, "generated": 10 - done_before}
-    assert len(posts) == 10 - done_before  # nothing already cached was asked again
+    assert doc["answers"] == {"from_cache": done_before, "generated": LIMIT - done_before}
+    assert posts == ["/completions"] * (LIMIT - done_before)  # nothing already cached was asked again
+    assert _committed(db) == LIMIT
