@@ -9,8 +9,9 @@ What is compared, and what may legitimately differ:
   is not greedy decoding: test_default_repeat_penalty_is_not_greedy). llama.cpp then
   multiplies the Q4_1 weights with 8-bit-quantised activations, the hf backend the same
   weights dequantised in float32: outputs agree token for token until hf is near a tie
-  (NEAR_TIE), and every pair that differs is attributed to such a step, or to a
-  multi-byte character cut by the token limit;
+  (a margin the kernels' measured log-prob differences can flip), and every pair that
+  differs is attributed to such a step, or to a multi-byte character cut by the token
+  limit;
 - log-likelihood: this server's echoed prompt log-probs are shifted by one position for
   a model without BOS; the test measures that and the backend refuses to score;
 - no chat template on /v1/completions on either side.
@@ -72,11 +73,20 @@ def server(gguf, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def hf(gguf):
-    """The hf backend on the same file, float32 (``auto`` would be bf16 on AMX CPUs), one
-    prompt per batch (no padding: the analysis below decodes prompts one at a time)."""
+    """The hf backend on the same file, float32 (``auto`` would be bf16 on AMX CPUs), all
+    prompts in one batch. One torch thread while this module runs: the server takes the
+    other core, and two torch threads on a busy two-core machine spin more than they work
+    (measured: 25 s against 5 s for the 8 greedy prompts)."""
+    import torch
+
     from rai_multi.models.loading import load_model
 
-    return load_model(str(gguf), dtype="fp32", batch_size=1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield load_model(str(gguf), dtype="fp32", batch_size=len(PROMPTS))
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _served(url: str, **fields: Any):
@@ -93,7 +103,7 @@ def test_server_tokenises_prompts_like_the_hf_tokenizer(server, hf):
 
 
 # ---------------------------------------------------------------------------- greedy parity
-NEAR_TIE = 1.0  # nats: hf's preference for its own token at the first step where the outputs part
+KERNEL_LIMIT = 0.5  # nats: the most |hf - server| log-prob on the same token that is kernel rounding
 
 
 @dataclass
@@ -169,14 +179,16 @@ def _eos(hf) -> set[int]:
 
 def test_greedy_parity_with_the_hf_backend(greedy_runs, hf, capsys):
     """Greedy, 24 new tokens, 8 MGSM-style prompts in 8 languages. Every output pair is
-    equal, or parts at a near-tie of hf (margin < NEAR_TIE) after agreeing token for token
-    (dequantisation: the server multiplies Q4_1 weights with 8-bit-quantised activations),
-    or has the same tokens with hf's text ending in U+FFFD where the token limit cut a
-    multi-byte character (hf decodes the partial bytes as U+FFFD, the server drops them).
-    The kernels' log-prob difference on agreeing tokens must be well below NEAR_TIE, or
-    the near-tie would explain nothing."""
+    equal, or agrees token for token and then parts where hf prefers its own token by
+    less than twice the largest log-prob difference the two kernels show on shared tokens
+    (dequantisation: the server multiplies Q4_1 weights with 8-bit-quantised activations,
+    hf the dequantised weights in float32), or has the same tokens with hf's text ending in
+    U+FFFD where the token limit cut a multi-byte character (hf decodes the partial bytes
+    as U+FFFD, the server drops them). That largest difference must itself stay below
+    KERNEL_LIMIT (wrong weights or a misaligned prompt would show far more). Measured on
+    2026-12-02: 4/8 equal, partings at 0.03-0.11 nats, largest difference 0.23 nats."""
     eos = _eos(hf)
-    report, deltas, equal = [], [], 0
+    report, deltas, margins, equal = [], [], [], 0
     for prompt, h, s, choice in zip(PROMPTS, greedy_runs["hf"], greedy_runs["served"], greedy_runs["raw"]):
         assert choice["text"] == s  # the backend's request, plus log-probs: the same output
         part = _parting(hf, prompt, s, choice["logprobs"]["token_logprobs"], eos, choice["finish_reason"] == "stop")
@@ -195,7 +207,7 @@ def test_greedy_parity_with_the_hf_backend(greedy_runs, hf, capsys):
         else:
             # hf's own output follows the served tokens up to the parting step, then takes its choice
             assert hf_ids[: part.step] == served_ids[: part.step], (prompt, h, s)
-            assert part.margin < NEAR_TIE, (prompt, h, s, part)
+            margins.append(part.margin)
             report.append(f"parts at token {part.step}: hf {part.hf_token!r} over the server's "
                           f"{part.served_token!r} by {part.margin:.3f} nats")
     with capsys.disabled():
@@ -204,7 +216,10 @@ def test_greedy_parity_with_the_hf_backend(greedy_runs, hf, capsys):
               f"({len(deltas)} tokens)")
         for prompt, line in zip(PROMPTS, report):
             print(f"  {prompt.split(':')[0][:12]!r}: {line}")
-    assert max(deltas) < NEAR_TIE / 2, max(deltas)
+    # kernels that agree closely on shared tokens, and partings only where hf's margin is
+    # within what two such log-probs moving apart can flip (2 x the largest difference seen)
+    assert max(deltas) < KERNEL_LIMIT, max(deltas)
+    assert all(m < 2 * max(deltas) for m in margins), (margins, max(deltas))
 
 
 def test_default_repeat_penalty_is_not_greedy(server, greedy_runs, capsys):
@@ -348,3 +363,17 @@ def test_server_killed_mid_run_then_resumed(gguf, tmp_path, monkeypatch, data_di
     assert doc["answers"] == {"from_cache": done_before, "generated": LIMIT - done_before}
     assert posts == ["/completions"] * (LIMIT - done_before)  # nothing already cached was asked again
     assert _committed(db) == LIMIT
+
+
+def test_missing_server_skips_or_fails_in_strict_mode(monkeypatch):
+    """Without the server package the served tests skip, and fail under
+    RAI_MULTI_STRICT_DATA=1 (CI): a green CI run has started a real server."""
+    import served
+
+    monkeypatch.setattr(served, "SERVER_PACKAGES", ("no_such_package_for_rai_multi",))
+    monkeypatch.delenv("RAI_MULTI_STRICT_DATA", raising=False)
+    with pytest.raises(pytest.skip.Exception):
+        served.require_server()
+    monkeypatch.setenv("RAI_MULTI_STRICT_DATA", "1")
+    with pytest.raises(pytest.fail.Exception, match="fails instead of skipping"):
+        served.require_server()
