@@ -175,5 +175,24 @@ def summary(runs: list[dict[str, Any]], concurrency: list[int]) -> dict[str, Any
     return out
 
 
+def markdown_table(result: dict[str, Any]) -> str:
+    """The summary of one result file as a Markdown table (RESULTS_SERVED.md quotes it)."""
+    lines = ["| concurrency | client | wall s, median (min-max) | client CPU s, median (min-max) "
+             "| whole client process CPU s, median | outputs equal between clients |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for conc, row in result["summary"].items():
+        equal = "/".join(str(e) for e in row["outputs_equal_between_tools"]) + f" of {row['n']} (each repeat)"
+        for tool in ("rai-multi", "lm-eval"):
+            w, c, pc = row[tool]["wall_s"], row[tool]["cpu_s"], row[tool]["process_cpu_s"]
+            lines.append(f"| {conc} | {tool} | {w['median']:.2f} ({w['min']:.2f}-{w['max']:.2f}) "
+                         f"| {c['median']:.3f} ({c['min']:.3f}-{c['max']:.3f}) | {pc['median']:.2f} | {equal} |")
+        lines.append(f"| {conc} | lm-eval / rai-multi | {row['wall_s_ratio_lm_eval_over_rai_multi']:.3f} "
+                     f"| {row['cpu_s_ratio_lm_eval_over_rai_multi']:.3f} | | |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 3 and sys.argv[1] == "--table":  # bench_served.py --table out.json
+        print(markdown_table(json.loads(Path(sys.argv[2]).read_text())))
+    else:
+        main()

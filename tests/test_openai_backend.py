@@ -46,7 +46,7 @@ def test_penalty_field_is_dropped_for_a_server_that_rejects_it():
     OpenAI's own API rejects fields it does not know (HTTP 400 naming it): the request is
     sent again without the field, and later requests never carry it."""
     with FakeOpenAI() as fake:
-        a = adapter(fake.url)
+        a = adapter(fake.url, concurrency=1)  # in order: the 400 answers the first request
         fake.queue.append((400, {}, b'{"error": {"message": "Unrecognized request argument supplied: repeat_penalty"}}'))
         out = a.generate([greedy(seed=1), greedy(seed=2)], ["a", "b"])
         assert out == [[" ok1"], [" ok2"]]
@@ -324,3 +324,16 @@ def test_cli_error_line_and_exit_2(tmp_path, data_dir):
     lines = proc.stderr.strip().splitlines()
     assert lines[-1].startswith("error:") and "HTTP 401" in lines[-1] and "Traceback" not in proc.stderr
     assert SECRET not in proc.stderr + proc.stdout
+
+
+def test_client_imports_neither_torch_nor_transformers():
+    """The served client speaks HTTP only: importing it must not cost a torch import (1.8 CPU
+    seconds per client process, measured by benchmarks/bench_served.py before the fix)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, rai_multi.models.openai_backend, rai_multi.models.spec, rai_multi.records; "
+            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**__import__('os').environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert out.stdout.strip() == "[]"

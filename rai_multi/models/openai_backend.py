@@ -37,7 +37,7 @@ from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from rai_multi.errors import ModelLoadError, RaiMultiError
-from rai_multi.models.decoding import cut_at_stop, row_seed
+from rai_multi.models.text_ops import cut_at_stop, row_seed
 from rai_multi.models.spec import DEFAULT_KEY_ENV, ModelSpec, base_url_host
 from rai_multi.records import GenerationRequest, Loglikelihood, LoglikelihoodRequest
 
