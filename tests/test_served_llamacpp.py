@@ -238,7 +238,7 @@ def test_default_repeat_penalty_is_not_greedy(server, greedy_runs, capsys):
 
 
 # ---------------------------------------------------------------------------- log-likelihood
-def test_echoed_logprobs_are_shifted_and_the_backend_refuses_them(server, hf):
+def test_echoed_logprobs_are_shifted_and_the_backend_refuses_them(server, hf, capsys):
     """llama-cpp-python 0.3.36 pairs each echoed prompt token k with the log-probs computed
     *after* token k when the model adds no BOS token (this GGUF: add_bos_token false): one
     entry per prompt token, none for the generated token, and values that are hf's
@@ -264,6 +264,9 @@ def test_echoed_logprobs_are_shifted_and_the_backend_refuses_them(server, hf):
     aligned = [float(lp[k - 1, ids[k]]) for k in range(1, len(ids))]
     off_shifted = sum(abs(a - b) for a, b in zip(served, shifted)) / len(served)
     off_aligned = sum(abs(a - b) for a, b in zip(served, aligned)) / len(served)
+    with capsys.disabled():
+        print(f"\necho log-probs of {len(served)} prompt tokens: mean |served - hf at the next position| "
+              f"{off_shifted:.3f} nats, mean |served - hf at their own position| {off_aligned:.3f} nats")
     assert off_shifted < 0.2 < 1.0 < off_aligned, (off_shifted, off_aligned)
     with pytest.raises(ServerError, match="not aligned with the prompt's tokens"):
         _served(server.url).loglikelihood([LoglikelihoodRequest("Question: 2 + 2 =", (" 4", " 5"))], ["a"])
@@ -305,7 +308,7 @@ def _committed(db: Path) -> int:
         return 0
 
 
-def test_server_killed_mid_run_then_resumed(gguf, tmp_path, monkeypatch, data_dir):
+def test_server_killed_mid_run_then_resumed(gguf, tmp_path, monkeypatch, data_dir, capsys):
     """SIGKILL the server once the first chunk of answers is committed: the run fails with
     one ServerError and leaves no complete manifest, a subset of the answers is cached;
     the re-run against a fresh server (another port) sends exactly one POST per missing
@@ -363,6 +366,9 @@ def test_server_killed_mid_run_then_resumed(gguf, tmp_path, monkeypatch, data_di
     assert doc["answers"] == {"from_cache": done_before, "generated": LIMIT - done_before}
     assert posts == ["/completions"] * (LIMIT - done_before)  # nothing already cached was asked again
     assert _committed(db) == LIMIT
+    with capsys.disabled():
+        print(f"\nkilled after {killed_at[0]} POSTs with {done_before}/{LIMIT} answers cached; "
+              f"the resumed run sent {len(posts)} POSTs and completed")
 
 
 def test_missing_server_skips_or_fails_in_strict_mode(monkeypatch):
