@@ -2,7 +2,7 @@
 # Install llama-cpp-python[server] (the real OpenAI-compatible server that
 # tests/test_served_llamacpp.py starts on loopback), pinned by pyproject's serve-test extra.
 #
-# It builds llama.cpp from source (CPU only): about 430 CPU seconds, 9 minutes at one job on
+# It builds llama.cpp from source (CPU only): 476 CPU seconds, 8.6 minutes at one job on
 # the 2-core development machine; $CMAKE_BUILD_PARALLEL_LEVEL jobs (default 2).
 #
 # Why the AMX flags: on x86-64 the build is -march=native, and on a CPU with AMX (this
