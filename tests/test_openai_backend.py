@@ -38,7 +38,24 @@ def test_generation_body_and_answer():
         assert out == [[" ok5"]]
         body = fake.posts()[0]["body"]
         assert body == {"model": "fake-model", "prompt": "Q: 1+1?", "max_tokens": 8, "n": 1, "seed": 5,
-                        "stop": ["\n"], "temperature": 0.0, "top_p": 1.0}
+                        "stop": ["\n"], "temperature": 0.0, "top_p": 1.0, "repeat_penalty": 1.0}
+
+
+def test_penalty_field_is_dropped_for_a_server_that_rejects_it():
+    """llama.cpp-family servers default repeat_penalty to 1.1 (not greedy), so 1.0 is sent;
+    OpenAI's own API rejects fields it does not know (HTTP 400 naming it): the request is
+    sent again without the field, and later requests never carry it."""
+    with FakeOpenAI() as fake:
+        a = adapter(fake.url, concurrency=1)  # in order: the 400 answers the first request
+        fake.queue.append((400, {}, b'{"error": {"message": "Unrecognized request argument supplied: repeat_penalty"}}'))
+        out = a.generate([greedy(seed=1), greedy(seed=2)], ["a", "b"])
+        assert out == [[" ok1"], [" ok2"]]
+        bodies = [p["body"] for p in fake.posts()]
+        assert [("repeat_penalty" in b) for b in bodies] == [True, False, False]
+        assert "not sent" in a.description()["repeat_penalty"]
+        fake.queue.append((400, {}, b'{"error": {"message": "max_tokens is too large"}}'))
+        with pytest.raises(ServerError, match="HTTP 400"):  # any other 400 is still an error
+            a.generate([greedy(seed=3)], ["c"])
 
 
 def test_sampling_params_and_n_continuations():
@@ -188,6 +205,46 @@ def test_loglikelihood_from_echoed_offsets():
         assert body["echo"] is True and body["logprobs"] == 1 and body["max_tokens"] == 1
 
 
+def _echo_reply(pieces: list[tuple[str, int, float | None]], text: str) -> tuple[int, dict[str, str], bytes]:
+    """A scripted /completions answer with the given (token text, offset, log-prob) rows."""
+    lp = {"tokens": [p[0] for p in pieces], "text_offset": [p[1] for p in pieces],
+          "token_logprobs": [p[2] for p in pieces],
+          "top_logprobs": [None if p[2] is None else {p[0]: p[2]} for p in pieces]}
+    body = {"choices": [{"index": 0, "text": text, "logprobs": lp}]}
+    return 200, {"Content-Type": "application/json"}, json.dumps(body).encode()
+
+
+def test_loglikelihood_counts_byte_pieces_that_open_the_continuation():
+    """llama.cpp's server echoes the byte tokens of a multi-byte character as empty strings
+    at the offset where the character starts (it decodes each piece alone, dropping
+    incomplete UTF-8). "答" (3 bytes) opening the continuation is two pieces here, at the
+    boundary offset 2: both are the continuation's (they used to be dropped, leaving a
+    continuation with no tokens). A character closing the context is left out alike."""
+    with FakeOpenAI() as fake:
+        a = adapter(fake.url)
+        a._probe_echo()
+        fake.queue.append(_echo_reply([("A", 0, None), ("：", 1, -0.25), ("", 2, -1.0), ("", 2, -2.0),
+                                       (" x", 3, -4.0)], "A：答 x"))
+        [[cont]] = a.loglikelihood([LoglikelihoodRequest("A：", ("答",))], ["i"])
+        assert (cont.logprob, cont.n_tokens, cont.is_greedy) == (-3.0, 2, True)
+        fake.queue.append(_echo_reply([("", 0, None), ("答", 0, -0.5), (" B", 1, -1.5), (" x", 3, -4.0)], "答 B x"))
+        [[b]] = a.loglikelihood([LoglikelihoodRequest("答", (" B",))], ["j"])
+        assert (b.logprob, b.n_tokens) == (-1.5, 1)
+
+
+def test_misaligned_echo_is_refused_before_any_scoring_request():
+    """llama-cpp-python's server, for a model without a BOS token, echoes one entry per
+    prompt token, shifted by one position, and none for the generated token: the probe
+    sees the generated text without its entry and refuses, naming the cause."""
+    with FakeOpenAI() as fake:
+        a = adapter(fake.url)
+        fake.queue.append(_echo_reply([("The", 0, None), (" answer", 3, -7.0), (" is", 10, -9.0)],
+                                      "The answer is 42"))
+        with pytest.raises(ServerError, match="not aligned with the prompt's tokens"):
+            a.loglikelihood([LoglikelihoodRequest("A", (" B",))], ["i"])
+        assert len(fake.posts()) == 1  # the probe only
+
+
 def test_concurrency_keeps_k_requests_in_flight():
     with FakeOpenAI(delay=0.2) as fake:
         a = adapter(fake.url, concurrency=4)
@@ -267,3 +324,16 @@ def test_cli_error_line_and_exit_2(tmp_path, data_dir):
     lines = proc.stderr.strip().splitlines()
     assert lines[-1].startswith("error:") and "HTTP 401" in lines[-1] and "Traceback" not in proc.stderr
     assert SECRET not in proc.stderr + proc.stdout
+
+
+def test_client_imports_neither_torch_nor_transformers():
+    """The served client speaks HTTP only: importing it must not cost a torch import (1.8 CPU
+    seconds per client process, measured by benchmarks/bench_served.py before the fix)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, rai_multi.models.openai_backend, rai_multi.models.spec, rai_multi.records; "
+            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**__import__('os').environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert out.stdout.strip() == "[]"

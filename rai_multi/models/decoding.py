@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-import zlib
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -35,6 +34,7 @@ from transformers.cache_utils import Cache, DynamicCache, DynamicLayer, EncoderD
 
 from rai_multi.models.cpu_attention import IMPLEMENTATION as CPU_ATTENTION
 from rai_multi.models.kv_cache import PreallocatedLayer
+from rai_multi.models.text_ops import cut_at_stop, row_seed  # noqa: F401 (re-exported)
 from rai_multi.models.shared_prefix import SharedPrefixLayer, SharedSegment, additive_mask, shared_prefix_layers
 
 
@@ -67,22 +67,6 @@ class PrefillUnit:
     prefix: tuple[int, ...]
     cache: Any
     rows: tuple[DecodeRow, ...]
-
-
-def row_seed(seed: int, sample_id: str) -> int:
-    """Seed base for one request's samples: the run seed and the sample id, nothing that
-    depends on which other requests share its batch."""
-    return (seed * 1_000_003 + zlib.crc32(sample_id.encode("utf-8"))) % (2**62)
-
-
-def cut_at_stop(text: str, stops: Sequence[str]) -> str:
-    """Text up to the earliest stop string (the stop string itself removed)."""
-    cut = len(text)
-    for s in stops:
-        pos = text.find(s)
-        if pos != -1:
-            cut = min(cut, pos)
-    return text[:cut]
 
 
 # ---------------------------------------------------------------------- key/value cache

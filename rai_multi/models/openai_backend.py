@@ -37,11 +37,17 @@ from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from rai_multi.errors import ModelLoadError, RaiMultiError
-from rai_multi.models.decoding import cut_at_stop, row_seed
+from rai_multi.models.text_ops import cut_at_stop, row_seed
 from rai_multi.models.spec import DEFAULT_KEY_ENV, ModelSpec, base_url_host
 from rai_multi.records import GenerationRequest, Loglikelihood, LoglikelihoodRequest
 
 RETRY_STATUSES = {408, 409, 425, 429, 500, 502, 503, 504}
+# Not in OpenAI's API, but llama.cpp-family servers read it and default to 1.1 (llama-cpp-python's
+# server): a penalty on every token already in the prompt or the output, so "temperature 0"
+# there is not greedy decoding of the model (measured: 0 of 8 outputs equal to the hf
+# backend's with the default, 4 of 8 with 1.0; tests/test_served_llamacpp.py). 1.0 is no
+# penalty; vLLM ignores the unknown field; a server that rejects it is asked without it.
+PENALTY_FIELD = "repeat_penalty"
 
 
 class ServerError(RaiMultiError):
@@ -99,6 +105,41 @@ def _public_url(url: str) -> str:
     return urlunsplit((parts.scheme, host + (f":{parts.port}" if parts.port else ""), parts.path, "", ""))
 
 
+def continuation_token(token: Any, offset: Any, context_chars: int, prompt_chars: int) -> bool:
+    """Whether an echoed prompt token (its text and character offset) is scored with the
+    continuation that starts at character ``context_chars``.
+
+    A token that starts at or after the boundary is; so is one that starts before it and
+    carries continuation text (a token straddling the boundary: the server tokenised the
+    joined text, where the hf backend tokenises context and continuation apart). The
+    generated token (offset at or past the prompt's end) never is.
+
+    Why not "ends after the boundary" alone: byte-level tokenisers split a multi-byte
+    character into byte tokens, and llama.cpp's server echoes each such piece as an empty
+    string at the offset where the character starts (it decodes pieces with
+    ``errors="ignore"``); a character that opens the continuation then has pieces that
+    "end" at the boundary, and were dropped (the continuation lost its first tokens)."""
+    if not isinstance(offset, int) or offset >= prompt_chars:
+        return False
+    if offset >= context_chars:
+        return True
+    return isinstance(token, str) and offset + len(token) > context_chars
+
+
+def misaligned_echo(text: str, offsets: Sequence[Any], prompt_chars: int) -> bool:
+    """Whether an echo + logprobs answer (max_tokens 1) lacks an entry for the generated token.
+
+    A correct server echoes one entry per prompt token and one for the generated token (at
+    offset >= the prompt's length). llama-cpp-python 0.3.x, for a model that adds no BOS
+    token, pairs prompt token k with the log-probs computed after token k (those of token
+    k+1's position), so its entries are shifted by one and the generated token's is
+    missing: measured on SmolLM2 (tests/test_served_llamacpp.py). The missing entry is the
+    sign the client can see; an answer where nothing was generated (the model ended at
+    once) cannot show it and passes."""
+    generated = len(text) > prompt_chars
+    return generated and not any(isinstance(o, int) and o >= prompt_chars for o in offsets)
+
+
 class OpenAIAdapter:
     """ModelAdapter over ``/v1/completions`` (backend ``openai``) or ``/v1/chat/completions``
     (``openai-chat``) of one served model."""
@@ -123,11 +164,12 @@ class OpenAIAdapter:
         self.name = name or spec.source.rstrip("/").rsplit("/", 1)[-1]
         endpoint = "chat" if self.chat else "completions"
         self.fingerprint = (f"{spec.backend}:{base_url_host(self.base_url)}/{self.model_id}"
-                            f"@{spec.revision or '-'}|{endpoint}"
+                            f"@{spec.revision or '-'}|{endpoint}|{PENALTY_FIELD}=1"
                             f"|spec:{dataclasses.replace(spec, base_url=self.base_url).canonical_hash()}")
         self.requests_sent = 0  # HTTP requests that reached the server (tests count re-asks)
         self._lock = threading.Lock()
         self._ignores_n: bool | None = None
+        self._send_penalty = True  # until the server rejects the field (see PENALTY_FIELD)
         self._echo_ok: bool | None = None
         if probe:
             self._check_model()
@@ -139,6 +181,7 @@ class OpenAIAdapter:
                                 "concurrency": self.spec.concurrency, "chat_template": self.chat}
         if self._ignores_n:
             desc["n_continuations"] = "server ignored n: one request per continuation, seeds seed+i"
+        desc[PENALTY_FIELD] = "1.0 (no penalty) sent" if self._send_penalty else "rejected by the server: not sent"
         return desc
 
     def count_tokens(self, text: str) -> int:
@@ -243,7 +286,23 @@ class OpenAIAdapter:
                 body["top_k"] = r.top_k  # not in OpenAI's API; vLLM and llama.cpp take it
         else:
             body.update(temperature=0.0, top_p=1.0)
+        if self._send_penalty:
+            body[PENALTY_FIELD] = 1.0
         return body
+
+    def _ask(self, path: str, r: GenerationRequest, n: int, seed: int) -> Any:
+        """One generation request; a server that rejects ``repeat_penalty`` (HTTP 400 naming
+        it: OpenAI's own API) is asked again without it, and never sent it again."""
+        try:
+            return self._call("POST", path, self._body(r, r.prompt, n, seed))
+        except ServerError as exc:
+            if not (self._send_penalty and "HTTP 400" in str(exc) and PENALTY_FIELD in str(exc)):
+                raise
+        with self._lock:
+            if self._send_penalty:
+                self._send_penalty = False
+                self._log(f"note: {_public_url(self.base_url)} rejects {PENALTY_FIELD}; not sending it")
+        return self._call("POST", path, self._body(r, r.prompt, n, seed))
 
     def _texts(self, answer: Any, asked: int, where: str) -> list[str]:
         if not isinstance(answer, dict) or not isinstance(answer.get("choices"), list):
@@ -265,15 +324,15 @@ class OpenAIAdapter:
         seed = row_seed(r.seed, sample_id) % (2**31) if r.do_sample else r.seed
         n = r.num_samples
         if n > 1 and self._ignores_n:
-            texts = [self._texts(self._call("POST", path, self._body(r, r.prompt, 1, seed + i)), 1, where)[0]
+            texts = [self._texts(self._ask(path, r, 1, seed + i), 1, where)[0]
                      for i in range(n)]
         else:
-            texts = self._texts(self._call("POST", path, self._body(r, r.prompt, n, seed)), n, where)
+            texts = self._texts(self._ask(path, r, n, seed), n, where)
             if len(texts) == 1 and n > 1:  # the server ignores n: one request per continuation
                 if not self._ignores_n:
                     self._ignores_n = True
                     self._log(f"note: {where} ignores n; sending {n} requests with seeds seed+i instead")
-                texts += [self._texts(self._call("POST", path, self._body(r, r.prompt, 1, seed + i)), 1, where)[0]
+                texts += [self._texts(self._ask(path, r, 1, seed + i), 1, where)[0]
                           for i in range(1, n)]
         return [cut_at_stop(t, r.stop) for t in texts[:n]]
 
@@ -293,13 +352,16 @@ class OpenAIAdapter:
         return self._map(self._generate_one, requests, ids)
 
     # ---------------------------------------------------------------- log-likelihood
-    def _echo_logprobs(self, prompt: str) -> tuple[list[str], list[float | None], list[int], list[Any]]:
+    def _echo_logprobs(self, prompt: str) -> tuple[list[str], list[float | None], list[int], list[Any], str]:
+        """The echoed prompt's tokens, log-probs, character offsets and top alternatives, and
+        the answer's text (the prompt plus the one generated token)."""
         body = {"model": self.model_id, "prompt": prompt, "max_tokens": 1, "echo": True, "logprobs": 1,
                 "temperature": 0.0}
         answer = self._call("POST", "/completions", body)
         where = f"{_public_url(self.base_url)}/completions"
         try:
-            lp = answer["choices"][0]["logprobs"]
+            choice = answer["choices"][0]
+            lp = choice["logprobs"]
             tokens, values, offsets = lp["tokens"], lp["token_logprobs"], lp["text_offset"]
             tops = lp.get("top_logprobs") or [None] * len(tokens)
         except (KeyError, IndexError, TypeError):
@@ -307,7 +369,8 @@ class OpenAIAdapter:
                               "(logprobs.tokens/token_logprobs/text_offset)") from None
         if not (isinstance(tokens, list) and len(tokens) == len(values) == len(offsets)):
             raise ServerError(f"{where}: logprobs lists of different lengths")
-        return tokens, values, offsets, tops
+        text = choice.get("text") if isinstance(choice.get("text"), str) else ""
+        return tokens, values, offsets, tops, text
 
     def _probe_echo(self) -> None:
         """Once, before any scoring request: does this server return prompt log-probs?"""
@@ -319,7 +382,7 @@ class OpenAIAdapter:
                               "use --model openai:<name> (completions) for log-likelihood tasks")
         probe = "The answer is"
         try:
-            tokens, values, offsets, _ = self._echo_logprobs(probe)
+            tokens, values, offsets, _, text = self._echo_logprobs(probe)
         except ServerError as exc:
             raise ServerError(f"{where} does not offer prompt log-probabilities (echo + logprobs), which "
                               f"log-likelihood tasks need: {exc}") from None
@@ -328,20 +391,26 @@ class OpenAIAdapter:
         if len(covered) < 2 or not numbers or not all(isinstance(v, (int, float)) for v in numbers):
             raise ServerError(f"{where} does not echo the prompt's log-probabilities (echo + logprobs), which "
                               "log-likelihood tasks need; use a generative setting or the hf/vllm backend")
+        if misaligned_echo(text, offsets, len(probe)):
+            raise ServerError(f"{where} echoes prompt log-probabilities that are not aligned with the prompt's "
+                              "tokens (a token was generated, but no log-probability was echoed for it): "
+                              "llama-cpp-python's server does this for models whose GGUF adds no BOS token, "
+                              "giving each prompt token the log-probability from the position before it; "
+                              "refusing to score log-likelihood tasks with it (use a generative setting, "
+                              "the hf backend, or a server that echoes them right, e.g. vLLM)")
         self._echo_ok = True
 
     def _score_pair(self, pair: tuple[str, str], sample_id: str) -> Loglikelihood:
-        """Sum of the log-probs of the tokens that begin at or after the end of the context
-        (a token straddling the boundary counts with the continuation: it carries its text);
-        the one generated token (offset at or past the prompt's end) is left out."""
+        """Sum of the log-probs of the continuation's tokens; the one generated token
+        (offset at or past the prompt's end) is left out. See :func:`continuation_token`
+        for which echoed tokens those are."""
         context, continuation = pair
         prompt = context + continuation
-        tokens, values, offsets, tops = self._echo_logprobs(prompt)
+        tokens, values, offsets, tops, _ = self._echo_logprobs(prompt)
         where = f"{_public_url(self.base_url)}/completions"
         total, count, greedy = 0.0, 0, True
         for k, (token, value, offset) in enumerate(zip(tokens, values, offsets)):
-            end = offset + len(token) if isinstance(token, str) else offset
-            if offset >= len(prompt) or end <= len(context):
+            if not continuation_token(token, offset, len(context), len(prompt)):
                 continue
             if value is None:
                 raise ServerError(f"{where}: no log-probability for continuation token {k} of {sample_id!r} "
