@@ -271,7 +271,7 @@ def report(raw: dict, tools: list[str]) -> str:
                                                                   ("repeats", raw["args"]["repeats"]),
                                                                   ("batches", raw["args"]["batches"])))
               + (" --no-plain" if "plain" not in tools else "")
-              + " --models MODEL --json MODEL.json  # once per model, then: --merge A.json B.json", ""]
+              + " --models " + " ".join(raw["models"]) + "  # or one model per run, then --merge A.json B.json", ""]
     return "\n".join(lines)
 
 

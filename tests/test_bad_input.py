@@ -591,6 +591,10 @@ def test_ctrl_c_while_importing(tmp_path):
         "runpy.run_module('rai_multi.cli.main', run_name='__main__')\n"
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    # The child gets SIGINT's default disposition, as a command started from a terminal has:
+    # a shell starts background jobs with SIGINT ignored, and a Python started that way never
+    # installs its KeyboardInterrupt handler (the suite run as `... &` failed this test so).
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.returncode == 130, proc.stderr
     assert proc.stderr.strip().startswith("interrupted:") and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
