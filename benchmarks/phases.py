@@ -20,15 +20,22 @@ from rai_multi.models.auto_batch import decode_bytes
 
 
 def read_bandwidth(gigabytes: float = 1.0, repeats: int = 5) -> float:
-    """Best GB/s of summing a bf16 tensor far larger than the caches (one read each)."""
-    x = torch.ones(int(gigabytes * 1e9 / 2), dtype=torch.bfloat16)
-    x.sum()
+    """Best GB/s of reading a float32 tensor far larger than the caches: the faster of a sum
+    and a one-row matrix-vector product over it (what a decode step does to a weight).
+    Not a bf16 sum: at one thread that is bound by the bf16-to-fp32 conversion, not by
+    memory (measured here: 9.0 GB/s against 15.4 for the fp32 sum and 17.3 for the product),
+    and a low bandwidth would overstate every decode step's fraction of its roofline."""
+    x = torch.ones(int(gigabytes * 1e9 / 4) // 8192 * 8192, dtype=torch.float32)
+    matrix = x.view(-1, 8192)
+    vector = torch.ones(1, matrix.shape[0])
     best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        x.sum()
-        best = min(best, time.perf_counter() - t)
-    return x.numel() * 2 / best / 1e9
+    for op in (x.sum, lambda: vector @ matrix):
+        op()
+        for _ in range(repeats):
+            t = time.perf_counter()
+            op()
+            best = min(best, time.perf_counter() - t)
+    return x.numel() * 4 / best / 1e9
 
 
 def attention_flops(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, *args: Any,

@@ -233,3 +233,15 @@ def test_hub_source_draws_the_shot_from_train(monkeypatch):
     samples = TydiqaTask(langs=["fi"], data_dir=None).build_samples()
     assert len(samples) == 3
     assert all(s.meta["exemplar_source"] == "train" and "-train-" in s.meta["exemplar_id"] for s in samples)
+
+
+def test_run_config_does_not_depend_on_the_models_window(data_dir):
+    """Two models with different context windows give the same TyDiQA task config (so the
+    same comparison hash): the window only decides which passages are cut, which each run's
+    truncated_rate reports."""
+    from rai_multi.tasks.tydiqa import TydiqaTask
+
+    small = TydiqaTask(langs=["fi"], data_dir=data_dir, limit=3, max_prompt_tokens=8180, count_tokens=len).config()
+    large = TydiqaTask(langs=["fi"], data_dir=data_dir, limit=3, max_prompt_tokens=32756, count_tokens=len).config()
+    assert small == large
+    assert small["passage_cut_to"] and TydiqaTask(langs=["fi"], data_dir=data_dir, limit=3).config()["passage_cut_to"] is None

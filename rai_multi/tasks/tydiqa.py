@@ -75,7 +75,12 @@ class TydiqaTask:
             "limit": self.limit,
             "sample": self._sample_record(),
             "max_new_tokens": self.max_new_tokens,
-            "max_prompt_tokens": self.max_prompt_tokens,
+            # The budget itself is the model's (its window minus max_new_tokens): recording the
+            # number here made a base model and its comparison model with different windows
+            # (Gemma 3 32k, SmolLM2 8k) "not comparable" on every TyDiQA run, though no
+            # prompt was cut. The rule is the task's; how many passages were cut for each
+            # model is its truncated_rate diagnostic.
+            "passage_cut_to": "the model's context window minus max_new_tokens" if self.max_prompt_tokens else None,
             "prompt": render("{passage}", "{question}"),
             "f1_tokenization": {c: qa.tokenization_for(c) for c in self.langs},
             "source": str(self.data_dir) if self.data_dir else "hub:google-research-datasets/tydiqa",
