@@ -108,7 +108,7 @@ def child_phases(spec: dict) -> dict:
     from rai_multi.models.loading import load_model
 
     adapter = load_model(spec["model"], dtype=spec["dtype"])
-    counting = load_model(spec["model"], dtype="fp32")
+    counting = adapter if spec["dtype"] == "fp32" else load_model(spec["model"], dtype="fp32")
     out = {}
     for name, rows in spec["workloads"].items():
         reqs = requests_of(rows)
@@ -143,12 +143,6 @@ def child_peaks() -> dict:
 
 
 # ---------------------------------------------------------------------- parent
-def machine() -> dict:
-    from bench_loglik import machine as loglik_machine
-
-    return loglik_machine()
-
-
 def run_child(cmd: list[str], out: Path, env: dict) -> tuple[dict, list[float]]:
     load = list(os.getloadavg())
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -189,7 +183,7 @@ def main() -> None:
         print(Path(args.out).read_text(encoding="utf-8"))
         return
 
-    from bench_loglik import model_dir
+    from bench_loglik import machine, model_dir
 
     data_dir = Path(os.environ.get("RAI_MULTI_DATA", ROOT.parent / "shared" / "data"))
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{HERE}", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",

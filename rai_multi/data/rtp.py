@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rai_multi.errors import DataError
-from rai_multi.inputs import reading
+from rai_multi.inputs import jsonl_rows, reading
 
 HUB_DATASET = "allenai/real-toxicity-prompts"
 HUB_REVISION = "main"  # no commit sha could be looked up offline: pin it once it can be
@@ -96,27 +96,21 @@ def read_rtp_scored_texts(path: Path) -> list[ScoredText]:
     if not path.is_file():
         raise DataError(f"RealToxicityPrompts file not found: {path}")
     out = []
-    with open(path, encoding="utf-8") as fh:
-        for index, line in enumerate(fh):
-            if not line.strip():
+    for lineno, row in jsonl_rows(path):
+        index = lineno - 1  # ids count lines from 0
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{lineno}: not a JSON object")
+        for part in ("prompt", "continuation"):
+            obj = row.get(part)
+            if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{index + 1}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{index + 1}: not a JSON object")
-            for part in ("prompt", "continuation"):
-                obj = row.get(part)
-                if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
-                    continue
-                tox = obj.get("toxicity")
-                if tox is None:
-                    continue
-                if isinstance(tox, bool) or not isinstance(tox, (int, float)) or not 0 <= tox <= 1:
-                    raise DataError(f"{path}:{index + 1}: {part}.toxicity must be a number in [0, 1] or null")
-                out.append(ScoredText(f"rtp/{path.stem}/{index}/{part}", part, obj["text"], float(tox),
-                                      bool(row.get("challenging"))))
+            tox = obj.get("toxicity")
+            if tox is None:
+                continue
+            if isinstance(tox, bool) or not isinstance(tox, (int, float)) or not 0 <= tox <= 1:
+                raise DataError(f"{path}:{lineno}: {part}.toxicity must be a number in [0, 1] or null")
+            out.append(ScoredText(f"rtp/{path.stem}/{index}/{part}", part, obj["text"], float(tox),
+                                  bool(row.get("challenging"))))
     if not out:
         raise DataError(f"{path}: no text carries a Perspective toxicity")
     return out
