@@ -49,6 +49,31 @@ class AuditResult:
         return self.gate.exit_code if self.gate else 0
 
 
+def finetune_stage(suite: Suite, names: Sequence[str], data_root: Path, notes: list[str],
+                   echo: Callable[[str], None]) -> dict[str, str]:
+    """Train (or find in the model cache) every finetune row among ``names``; returns each
+    one's model folder and adds a report note saying how and where it was trained. Every
+    mixture is read and checked first, so a broken one fails before any training starts."""
+    from rai_multi.finetune.mixture import load_mixture
+    from rai_multi.finetune.stage import ensure_finetuned, report_note
+
+    rows = [suite.model(n) for n in names if suite.model(n).finetune is not None]
+    for row in rows:
+        load_mixture(row.finetune.mixture, data_root)
+    sources: dict[str, str] = {}
+    for row in rows:
+        spec = row.finetune
+        base = suite.model(spec.of)
+        started = time.time()
+        outcome = ensure_finetuned(spec, base.source, data_root, suite.seed,
+                                   revision=dict(base.backend_fields).get("revision"), echo=echo)
+        verb = "found in the model cache" if outcome.cached else f"trained in {time.time() - started:.0f}s"
+        echo(f"[{row.name}] finetune of {spec.of} {verb}: {outcome.path}")
+        sources[row.name] = str(outcome.path)
+        notes.append(report_note(row.name, spec, outcome))
+    return sources
+
+
 def run_audit(
     suite: Suite,
     baseline: str | None = None,
@@ -85,11 +110,12 @@ def run_audit(
     out_dir = Path(out or suite.out)
     calibration = load_calibration(Path(scorer_cfg["calibration"])) if scorer_cfg.get("calibration") else None
     run_dirs: list[Path] = []
+    sources = finetune_stage(suite, [baseline, *chosen], root, notes, echo)
     progress = AuditProgress(1 + len(chosen), sum(len(t.runs) for t in suite.tasks))
     for name in [baseline, *chosen]:
         spec = suite.model(name)
-        echo(f"[{name}] loading {spec.source}")
-        adapter = load_backend(spec.model_spec(), name=name)
+        echo(f"[{name}] loading {sources.get(name, spec.source)}")
+        adapter = load_backend(spec.model_spec(sources.get(name)), name=name)
         context = BuildContext(root, suite.seed, scorer, adapter, calibration)
         for suite_task in suite.tasks:
             for bench, bench_options in suite_task.runs:

@@ -168,7 +168,7 @@ class RunDir:
     def read_manifest(self) -> dict[str, Any]:
         if not self.manifest_path.is_file():
             raise RaiMultiError(f"not a run directory (no {MANIFEST}): {self.path}")
-        doc = _read_json(self.manifest_path)
+        doc = read_json(self.manifest_path)
         if not isinstance(doc, dict):
             raise RaiMultiError(f"corrupt {self.manifest_path}: expected a JSON object")
         return doc
@@ -188,7 +188,7 @@ class RunDir:
 
     def read_metrics(self) -> dict[str, Any]:
         self.require_complete()
-        doc = _read_json(self.metrics_path)
+        doc = read_json(self.metrics_path)
         check_metrics_document(doc, self.metrics_path)
         return doc
 
@@ -202,7 +202,8 @@ class RunDir:
         return rows
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
+    """A JSON file the toolkit wrote; unreadable or damaged is one error line naming it."""
     with reading(path, RaiMultiError):
         text = path.read_text(encoding="utf-8")
     try:

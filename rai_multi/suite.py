@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rai_multi.errors import ConfigError, RaiMultiError
+from rai_multi.finetune.stage import FinetuneSpec, parse_finetune
 from rai_multi.inputs import read_text
 from rai_multi.tasks.spec import BenchmarkSpec
 from rai_multi.tasks.table import resolve_task_table, suite_types
@@ -25,7 +26,7 @@ else:  # pragma: no cover
 # Backend fields of a model row (models/spec.py), with their types.
 BACKEND_KEYS: dict[str, type] = {"revision": str, "device": str, "base_url": str, "api_key_env": str,
                                  "concurrency": int, "tensor_parallel_size": int, "max_model_len": int}
-MODEL_KEYS = {"name", "source", "batch_size", "dtype", "chat_template", "description", *BACKEND_KEYS}
+MODEL_KEYS = {"name", "source", "finetune", "batch_size", "dtype", "chat_template", "description", *BACKEND_KEYS}
 # rai_multi.models.loading.DTYPES, repeated so that reading a suite does not import torch
 # (tests/test_bad_input.py checks the two agree).
 DTYPES = ("auto", "fp32", "bf16", "fp16", "int8")
@@ -41,12 +42,14 @@ class ModelSpec:
     chat_template: bool = False
     description: str = ""
     backend_fields: tuple[tuple[str, Any], ...] = ()  # (key, value) of the BACKEND_KEYS the row sets
+    finetune: FinetuneSpec | None = None  # a Flan-style finetune of another row; its source is the trained folder
 
-    def model_spec(self) -> Any:
-        """The one model spec (models/spec.py) the CLI's --model and its options also make."""
+    def model_spec(self, source: str | None = None) -> Any:
+        """The one model spec (models/spec.py) the CLI's --model and its options also make;
+        ``source`` replaces the row's (a finetune row's trained folder)."""
         from rai_multi.models.spec import parse_model
 
-        return parse_model(self.source, batch_size=self.batch_size, dtype=self.dtype,
+        return parse_model(source or self.source, batch_size=self.batch_size, dtype=self.dtype,
                            chat_template=self.chat_template, **dict(self.backend_fields))
 
 
@@ -113,6 +116,26 @@ def _batch_size(raw: dict[str, Any], where: str) -> int | None:
     return value
 
 
+def _check_finetune_rows(models: list[ModelSpec], path: Path) -> None:
+    """A finetune row names another row (``of``) whose weights are local to this process:
+    not itself, not a finetune (train one model at a time), not a served or vLLM model."""
+    rows = {m.name: m for m in models}
+    for i, m in enumerate(models):
+        if m.finetune is None:
+            continue
+        where = f"{path}: [[model]] {i + 1} ({m.name})"
+        base = rows.get(m.finetune.of)
+        if base is None or base is m:
+            others = ", ".join(n for n in rows if n != m.name)
+            raise ConfigError(f"{where}: finetune.of must name another model row ({others}); got {m.finetune.of!r}")
+        if base.finetune is not None:
+            raise ConfigError(f"{where}: finetune.of names {base.name!r}, itself a finetune; finetune its base "
+                              "with a mixture that holds both")
+        if base.model_spec().backend != "hf":
+            raise ConfigError(f"{where}: finetune.of names {base.name!r}, a {base.model_spec().backend} model; "
+                              "finetuning needs weights in this process (a folder, .gguf, hub id or demo: model)")
+
+
 def load_suite(path: Path) -> Suite:
     path = Path(path)
     try:
@@ -129,16 +152,21 @@ def load_suite(path: Path) -> Suite:
         if not isinstance(m, dict):
             raise ConfigError(f"{where}: must be a table")
         _check_keys(m, MODEL_KEYS, where)
-        name, source = _nonempty_str(m, "name", where), _nonempty_str(m, "source", where)
+        name = _nonempty_str(m, "name", where)
+        finetune = parse_finetune(m["finetune"], where, path.parent) if "finetune" in m else None
+        if finetune is not None and "source" in m:
+            raise ConfigError(f"{where}: give 'source' or 'finetune', not both (a finetune's source is the "
+                              "model it trains)")
+        source = "" if finetune is not None else _nonempty_str(m, "source", where)
         dtype = _typed(m, "dtype", str, where, "auto")
         if dtype not in DTYPES:
             raise ConfigError(f"{where}: 'dtype' must be one of {', '.join(DTYPES)}; got {dtype!r}")
         backend = tuple((k, _typed(m, k, kind, where)) for k, kind in BACKEND_KEYS.items() if k in m)
         row = ModelSpec(name, source, _batch_size(m, where), dtype,
                         _typed(m, "chat_template", bool, where, False), _typed(m, "description", str, where, ""),
-                        backend)
+                        backend, finetune)
         try:
-            row.model_spec()  # a bad backend field fails when the suite is read, naming the row
+            row.model_spec("finetune-placeholder" if finetune else None)  # a bad backend field fails now, naming the row
         except RaiMultiError as exc:
             raise ConfigError(f"{where}: {exc}") from None
         models.append(row)
@@ -146,6 +174,7 @@ def load_suite(path: Path) -> Suite:
         raise ConfigError(f"{path}: an audit needs at least two [[model]] tables (a baseline and a candidate)")
     if len({m.name for m in models}) != len(models):
         raise ConfigError(f"{path}: model names must be unique")
+    _check_finetune_rows(models, path)
     tasks = []
     for i, t in enumerate(raw.get("task", [])):
         where = f"{path}: [[task]] {i + 1}"

@@ -200,6 +200,57 @@ def test_causal_loss_is_on_target_tokens_only(tiny_causal, tiny_seq2seq):
     assert (enc["labels"][1] == -100).sum() == enc["labels"].shape[1] - len(s2s("Yes")["input_ids"])
 
 
+@pytest.mark.parametrize("fixture", ["tiny_causal", "tiny_sliding"])
+@pytest.mark.parametrize("exact", [True, False])
+def test_target_only_head_loss_equals_the_models_own_loss(fixture, exact, request, data_dir, tmp_path):
+    """The loss with logits computed only where a target is predicted equals transformers'
+    loss over every position, and so do its gradients (right padding, prompts and targets of
+    different lengths in one batch)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if exact and not train_mod._bool_selection_supported():
+        pytest.skip("this transformers takes no boolean logits_to_keep; the union path is tested")
+    path = request.getfixturevalue(fixture)
+    tok = AutoTokenizer.from_pretrained(path)
+    examples = sorted(build_mixture(load_mixture(_mixture(tmp_path, total=12, limit=50), data_dir)),
+                      key=lambda e: len(e.input))[:4]  # the shortest: none cut to the input limit
+    batch = encode(tok, examples, False, 400, 32)
+    assert len({int(r.ne(-100).nonzero()[0]) for r in batch["labels"]}) > 1, "prompts of one length test nothing"
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype="float32")
+    reference = model(**batch).loss
+    reference.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    ours = train_mod.target_loss(model, batch, exact)
+    ours.backward()
+    assert ours.item() == pytest.approx(reference.item(), rel=1e-6)
+    for name, grad in grads.items():
+        assert torch.allclose(dict(model.named_parameters())[name].grad, grad, atol=1e-6), name
+    # and it is not the loss over all positions: a wrong label shift would be caught
+    wrong = {**batch, "labels": torch.roll(batch["labels"], 1, dims=1)}
+    assert abs(train_mod.target_loss(model, wrong, exact).item() - reference.item()) > 1e-3
+
+
+def test_heldout_examples_are_kept_out_and_scored(tiny_causal, data_dir, tmp_path):
+    """heldout=N: the last N mixture examples never enter a batch; their loss is logged
+    before training and at the end, and the summary says where and how the run trained."""
+    mixture = load_mixture(_mixture(tmp_path, total=40, limit=100), data_dir)
+    out = train(TrainConfig(model=str(tiny_causal), out=tmp_path / "ft", steps=6, batch_size=4, lr=3e-3,
+                            warmup_steps=1, lora=False, save_every=100, heldout=8, data_dir=None, precision="fp32"),
+                mixture, progress=False)
+    log = _log(out / "train_log.jsonl")
+    held = json.loads((out / "finetune_config.json").read_text())["heldout_ids"]
+    assert len(held) == 8 and held == [e.id for e in build_mixture(mixture)[-8:]]
+    assert not {i for r in log if "examples" in r for i in r["examples"]} & set(held)
+    assert [r["step"] for r in log if "heldout_loss" in r] == [0, 6]
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["device_type"] == "cpu" and summary["precision"] == "fp32" and summary["heldout_examples"] == 8
+    assert [h["step"] for h in summary["heldout"]] == [0, 6] and summary["train_seconds"] > 0
+    assert summary["heldout"][1]["loss"] < summary["heldout"][0]["loss"]  # 6 steps of a tiny model on its data
+
+
 @pytest.mark.parametrize("fixture,lora", [("tiny_seq2seq", True), ("tiny_causal", False)])
 def test_training_lowers_loss_checkpoints_resumes_and_evaluates(fixture, lora, request, data_dir, tmp_path, monkeypatch):
     model = request.getfixturevalue(fixture)

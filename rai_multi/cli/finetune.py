@@ -56,12 +56,18 @@ def finetune(
     warmup_steps: int = typer.Option(10, "--warmup-steps", min=0, help="Linear learning-rate warmup."),
     lora: bool = typer.Option(True, "--lora/--full", help="LoRA (default; merged into the output) or full finetuning."),
     lora_r: int = typer.Option(8, "--lora-r"),
-    lora_targets: Optional[str] = typer.Option(None, "--lora-targets", help="Comma-separated module names (e.g. q,v)."),
+    lora_targets: Optional[str] = typer.Option(None, "--lora-targets",
+                                               help="Comma-separated module names (e.g. q,v), or all-linear."),
     save_every: int = typer.Option(50, "--save-every", min=1),
     resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in --out."),
     allow_contaminated: bool = typer.Option(False, "--allow-contaminated", help="Train even on exact evaluation items."),
     drop_contaminated: bool = typer.Option(False, "--drop-contaminated", help="Leave exact evaluation items out and train."),
     seed: int = typer.Option(1234, "--seed"),
+    precision: str = typer.Option("auto", "--precision",
+                                  help="auto (bf16 autocast where the hardware multiplies bf16 natively), bf16 or fp32."),
+    heldout: int = typer.Option(0, "--heldout", min=0,
+                                help="Keep the mixture's last N examples out of training and log their loss."),
+    eval_every: int = typer.Option(0, "--eval-every", min=0, help="Also score the held-out examples every N steps."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
 ) -> None:
     """Flan-style instruction finetuning; the output directory works with `rai-multi eval --model`."""
@@ -75,7 +81,8 @@ def finetune(
                       lr=lr, warmup_steps=warmup_steps, lora=lora, lora_r=lora_r, lora_alpha=2 * lora_r,
                       lora_targets=[t.strip() for t in lora_targets.split(",")] if lora_targets else None,
                       save_every=save_every, seed=seed, resume=resume, allow_contaminated=allow_contaminated,
-                      drop_contaminated=drop_contaminated, data_dir=root)
+                      drop_contaminated=drop_contaminated, data_dir=root, precision=precision, heldout=heldout,
+                      eval_every=eval_every)
     path = train(cfg, mixture)
     typer.echo(f"model: {path}")
 
