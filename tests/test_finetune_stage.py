@@ -132,7 +132,8 @@ def test_audit_trains_once_reuses_the_cache_and_says_where_it_trained(tmp_path, 
     assert {m["model"]["name"] for m in manifests} == {"base", "flan"}
     report = json.loads((tmp_path / "a.json").read_text())
     note = next(n for n in report["notes"] if n.startswith("flan: "))
-    assert "LoRA r=16" in note and "of base on mix.toml, 4 steps x 4" in note and "trained on cpu (" in note
+    assert "LoRA r=16" in note and "of base on mix.toml, 4 steps x 4 (16 of its 36 training examples, fp32)" in note
+    assert "trained on cpu (" in note
     assert "held-out loss" in note and "reused from the model cache" not in note
     assert "trained on cpu" in (tmp_path / "a.html").read_text(encoding="utf-8")
     summary = json.loads((folders[0] / "train_summary.json").read_text())

@@ -222,5 +222,7 @@ def report_note(name: str, spec: FinetuneSpec, outcome: FinetuneOutcome) -> str:
     loss = (f"; held-out loss {held[0]['loss']:.3f} -> {held[-1]['loss']:.3f} on {s['heldout_examples']} mixture "
             "examples it did not train on") if len(held) >= 2 else ""
     cached = "; reused from the model cache" if outcome.cached else ""
-    return (f"{name}: {spec.describe()} ({s['train_examples']} training examples, {s['precision']}), trained on "
+    seen, pool = s["steps"] * s["global_batch"], s["train_examples"]
+    data = f"{seen} of its {pool} training examples" if seen <= pool else f"{pool} training examples, {seen / pool:.1f} epochs"
+    return (f"{name}: {spec.describe()} ({data}, {s['precision']}), trained on "
             f"{where} in {s['train_seconds']:.0f} s, finished {s['finished_at']}{loss}{cached}.")
