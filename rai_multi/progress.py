@@ -19,6 +19,8 @@ class Kept:
     total: int = 0
     cache: Path | None = None
     finished_runs: int = 0
+    training: Path | None = None  # a finetune's output folder while it trains
+    checkpoint_step: int = 0      # its last saved checkpoint (0: none yet)
 
 
 _KEPT = Kept()
@@ -38,12 +40,22 @@ def note_finished_run() -> None:
     _KEPT.finished_runs += 1
 
 
+def note_training(folder: Path | None, checkpoint_step: int = 0) -> None:
+    """A finetune is training into ``folder`` (None: it finished), its checkpoints saved up
+    to ``checkpoint_step``."""
+    _KEPT.training, _KEPT.checkpoint_step = folder, checkpoint_step
+
+
 def interrupted_message() -> str:
     """One line: what was kept and that the same command resumes."""
     k = _KEPT
     parts = []
     if k.finished_runs:
         parts.append(f"{k.finished_runs} finished run(s) are in place")
+    if k.training is not None:
+        parts.append(f"the finetune in {k.training} keeps its checkpoint of step {k.checkpoint_step} (an audit "
+                     "resumes from it; `rai-multi finetune` needs --resume)" if k.checkpoint_step
+                     else f"the finetune in {k.training} had saved no checkpoint yet")
     if k.task and k.cache is not None:
         parts.append(f"{k.cached} of {k.total} answers of {k.task} are kept in {k.cache}")
     elif k.task:

@@ -563,6 +563,42 @@ def test_ctrl_c_during_a_run_says_what_was_kept(data, tmp_path, tiny_causal, mon
     assert manifest["answers"] == {"from_cache": 4, "generated": 4}
 
 
+def test_ctrl_c_during_a_finetune_says_which_checkpoint_is_kept(data_dir, tmp_path, tiny_causal, monkeypatch, capsys):
+    """SIGINT in step 4 of a finetune that saves every 2 steps: exit 130, one line naming the
+    step-2 checkpoint, no finished-looking model folder; --resume then completes it."""
+    import torch
+
+    from rai_multi.finetune import train as train_mod
+
+    torch.set_num_threads(1)
+    mixture = tmp_path / "mix.toml"
+    mixture.write_text('total_examples = 24\nmax_input_tokens = 64\nmax_target_tokens = 16\n[[source]]\n'
+                       'name = "gsm8k"\nformat = "gsm8k_jsonl"\npath = "gsm8k/train.jsonl"\n'
+                       'templates = ["{question}"]\ncot_template = "{rationale} So the answer is {answer}."\nlimit = 50\n')
+    real_encode, calls = train_mod.encode, {"n": 0}
+
+    def encode_then_interrupt(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_encode(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "encode", encode_then_interrupt)
+    out = tmp_path / "ft"
+    argv = ["finetune", mixture, "--model", tiny_causal, "--out", out, "--steps", "5", "--batch-size", "2",
+            "--save-every", "2", "--full", "--precision", "fp32", "--data-dir", data_dir]
+    code, _, err = run_cli(argv, monkeypatch, capsys)
+    lines = [line for line in re.split(r"[\r\n]", err) if line.startswith("interrupted:")]
+    assert code == 130 and len(lines) == 1 and "Traceback" not in err, err
+    assert f"the finetune in {out} keeps its checkpoint of step 2" in lines[0], lines[0]
+    assert not (out / "config.json").exists() and (out / "checkpoints" / "step-2").is_dir()
+    monkeypatch.setattr(train_mod, "encode", real_encode)
+    code, _, err = run_cli(argv + ["--resume"], monkeypatch, capsys)
+    assert code == 0, err
+    assert json.loads((out / "finetune_config.json").read_text())["resumed_from_step"] == 2
+    assert (out / "config.json").is_file() and json.loads((out / "train_summary.json").read_text())["steps"] == 5
+
+
 def test_ctrl_c_while_loading_the_model(data, tmp_path, monkeypatch, capsys):
     import rai_multi.models.loading as loading
 

@@ -36,6 +36,7 @@ from typing import Any, Sequence
 from rai_multi.errors import ConfigError, ModelLoadError
 from rai_multi.finetune import decontam
 from rai_multi.finetune.mixture import Example, MixtureConfig, build_mixture
+from rai_multi.progress import note_training
 from rai_multi.store import atomic_write_json
 
 WINDOW_BATCHES = 16  # batches sorted by length together (length grouping, still shuffled)
@@ -430,50 +431,54 @@ def train(cfg: TrainConfig, mixture: MixtureConfig, progress: bool = True,
         _truncate_log(log_path, start_step)
 
     # 4. the loop: one global batch per step, this rank's slice, grad_accum micro-batches
+    note_training(out, start_step)
     model.train()
     bar = tqdm(total=cfg.steps, initial=start_step, unit="step", disable=not (progress and accelerator.is_main_process))
     started, tokens = time.time(), 0.0
     per_rank = cfg.batch_size * cfg.grad_accum
-    with open(log_path, "a" if start_step else "w", encoding="utf-8") as log:
-        if held and start_step == 0:
-            log.write(json.dumps({"step": 0, "heldout_loss": score_heldout(), "trained_s": 0.0}) + "\n")
-        for step in range(start_step, cfg.steps):
-            step_started = time.time()
-            mine = order[step][rank * per_rank : (rank + 1) * per_rank]  # disjoint slices of the global batch
-            loss_sum, step_tokens = 0.0, 0
-            for micro in range(cfg.grad_accum):
-                part = [examples[i] for i in mine[micro * cfg.batch_size : (micro + 1) * cfg.batch_size]]
-                batch = encode(tokenizer, part, info.seq2seq, mixture.max_input_tokens, mixture.max_target_tokens)
-                batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-                step_tokens += int(batch["attention_mask"].sum()) + (int((batch["labels"] != -100).sum()) if info.seq2seq else 0)
-                with accelerator.accumulate(model), autocast():
-                    loss = step_loss(batch)
-                    accelerator.backward(loss)  # scaled by 1/grad_accum; DDP all-reduces on the last micro-step
-                    optimizer.step()            # no-ops until the last micro-step (accelerate)
-                    if accelerator.sync_gradients:
-                        schedule.step()
-                    optimizer.zero_grad()
-                loss_sum += float(loss.detach())
-            both = accelerator.reduce(torch.tensor([loss_sum / cfg.grad_accum, step_tokens], device=accelerator.device),
-                                      reduction="sum")
-            loss_value, tokens = float(both[0]) / world, tokens + float(both[1])
-            trained_s += time.time() - step_started
-            elapsed = time.time() - started
-            record = {"step": step + 1, "loss": loss_value, "rank_loss": loss_sum / cfg.grad_accum,
-                      "lr": schedule.get_last_lr()[0], "rank": rank, "examples": [examples[i].id for i in mine],
-                      "tokens_per_s": tokens / max(elapsed, 1e-9), "elapsed_s": round(elapsed, 3),
-                      "trained_s": round(trained_s, 3)}
-            if held and (step + 1 == cfg.steps or (cfg.eval_every and (step + 1) % cfg.eval_every == 0)):
-                record["heldout_loss"] = score_heldout()
-            log.write(json.dumps(record) + "\n")
-            log.flush()
-            bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")  # tqdm adds ETA
-            bar.update(1)
-            if (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
-                accelerator.wait_for_everyone()
-                if accelerator.is_main_process:
-                    _save_checkpoint(accelerator.unwrap_model(model), optimizer, schedule, step + 1, out, key, trained_s)
-    bar.close()
+    try:
+        with open(log_path, "a" if start_step else "w", encoding="utf-8") as log:
+            if held and start_step == 0:
+                log.write(json.dumps({"step": 0, "heldout_loss": score_heldout(), "trained_s": 0.0}) + "\n")
+            for step in range(start_step, cfg.steps):
+                step_started = time.time()
+                mine = order[step][rank * per_rank : (rank + 1) * per_rank]  # disjoint slices of the global batch
+                loss_sum, step_tokens = 0.0, 0
+                for micro in range(cfg.grad_accum):
+                    part = [examples[i] for i in mine[micro * cfg.batch_size : (micro + 1) * cfg.batch_size]]
+                    batch = encode(tokenizer, part, info.seq2seq, mixture.max_input_tokens, mixture.max_target_tokens)
+                    batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+                    step_tokens += int(batch["attention_mask"].sum()) + (int((batch["labels"] != -100).sum()) if info.seq2seq else 0)
+                    with accelerator.accumulate(model), autocast():
+                        loss = step_loss(batch)
+                        accelerator.backward(loss)  # scaled by 1/grad_accum; DDP all-reduces on the last micro-step
+                        optimizer.step()            # no-ops until the last micro-step (accelerate)
+                        if accelerator.sync_gradients:
+                            schedule.step()
+                        optimizer.zero_grad()
+                    loss_sum += float(loss.detach())
+                both = accelerator.reduce(torch.tensor([loss_sum / cfg.grad_accum, step_tokens], device=accelerator.device),
+                                          reduction="sum")
+                loss_value, tokens = float(both[0]) / world, tokens + float(both[1])
+                trained_s += time.time() - step_started
+                elapsed = time.time() - started
+                record = {"step": step + 1, "loss": loss_value, "rank_loss": loss_sum / cfg.grad_accum,
+                          "lr": schedule.get_last_lr()[0], "rank": rank, "examples": [examples[i].id for i in mine],
+                          "tokens_per_s": tokens / max(elapsed, 1e-9), "elapsed_s": round(elapsed, 3),
+                          "trained_s": round(trained_s, 3)}
+                if held and (step + 1 == cfg.steps or (cfg.eval_every and (step + 1) % cfg.eval_every == 0)):
+                    record["heldout_loss"] = score_heldout()
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+                bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")  # tqdm adds ETA
+                bar.update(1)
+                if (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
+                    accelerator.wait_for_everyone()
+                    if accelerator.is_main_process:
+                        _save_checkpoint(accelerator.unwrap_model(model), optimizer, schedule, step + 1, out, key, trained_s)
+                        note_training(out, step + 1)
+    finally:  # a Ctrl-C line must start on a line of its own
+        bar.close()
 
     # 5. a plain model directory: LoRA merged (adapter kept under adapter/), tokenizer beside it
     accelerator.wait_for_everyone()
@@ -487,6 +492,7 @@ def train(cfg: TrainConfig, mixture: MixtureConfig, progress: bool = True,
         atomic_write_json(out / "train_summary.json", train_summary(
             cfg, precision, accelerator.device, world, len(examples), held, log_path, trained_s, start_step))
     accelerator.wait_for_everyone()
+    note_training(None)
     return out
 
 
