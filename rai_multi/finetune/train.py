@@ -443,20 +443,12 @@ def train(cfg: TrainConfig, mixture: MixtureConfig, progress: bool = True,
             for step in range(start_step, cfg.steps):
                 step_started = time.time()
                 mine = order[step][rank * per_rank : (rank + 1) * per_rank]  # disjoint slices of the global batch
-                loss_sum, step_tokens = 0.0, 0
-                for micro in range(cfg.grad_accum):
-                    part = [examples[i] for i in mine[micro * cfg.batch_size : (micro + 1) * cfg.batch_size]]
-                    batch = encode(tokenizer, part, info.seq2seq, mixture.max_input_tokens, mixture.max_target_tokens)
-                    batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-                    step_tokens += int(batch["attention_mask"].sum()) + (int((batch["labels"] != -100).sum()) if info.seq2seq else 0)
-                    with accelerator.accumulate(model), autocast():
-                        loss = step_loss(batch)
-                        accelerator.backward(loss)  # scaled by 1/grad_accum; DDP all-reduces on the last micro-step
-                        optimizer.step()            # no-ops until the last micro-step (accelerate)
-                        if accelerator.sync_gradients:
-                            schedule.step()
-                        optimizer.zero_grad()
-                    loss_sum += float(loss.detach())
+                micro_batches = [
+                    encode(tokenizer, [examples[i] for i in mine[m * cfg.batch_size : (m + 1) * cfg.batch_size]],
+                           info.seq2seq, mixture.max_input_tokens, mixture.max_target_tokens)
+                    for m in range(cfg.grad_accum)]
+                loss_sum, step_tokens = _optimizer_step(accelerator, model, optimizer, schedule, micro_batches,
+                                                        step_loss, autocast, info.seq2seq)
                 both = accelerator.reduce(torch.tensor([loss_sum / cfg.grad_accum, step_tokens], device=accelerator.device),
                                           reduction="sum")
                 loss_value, tokens = float(both[0]) / world, tokens + float(both[1])
@@ -494,6 +486,25 @@ def train(cfg: TrainConfig, mixture: MixtureConfig, progress: bool = True,
     accelerator.wait_for_everyone()
     note_training(None)
     return out
+
+
+def _optimizer_step(accelerator: Any, model: Any, optimizer: Any, schedule: Any, micro_batches: Sequence[dict[str, Any]],
+                    step_loss: Any, autocast: Any, seq2seq: bool) -> tuple[float, int]:
+    """One optimizer step over this rank's micro-batches (gradient accumulation through
+    accelerate); returns the summed micro-batch losses and the tokens processed."""
+    loss_sum, tokens = 0.0, 0
+    for batch in micro_batches:
+        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        tokens += int(batch["attention_mask"].sum()) + (int((batch["labels"] != -100).sum()) if seq2seq else 0)
+        with accelerator.accumulate(model), autocast():
+            loss = step_loss(batch)
+            accelerator.backward(loss)  # scaled by 1/grad_accum; DDP all-reduces on the last micro-step
+            optimizer.step()            # no-ops until the last micro-step (accelerate)
+            if accelerator.sync_gradients:
+                schedule.step()
+            optimizer.zero_grad()
+        loss_sum += float(loss.detach())
+    return loss_sum, tokens
 
 
 def device_name(device: Any) -> str:
