@@ -37,6 +37,7 @@ from transformers.cache_utils import Cache, DynamicCache, DynamicLayer, EncoderD
 
 from rai_multi.models.cpu_attention import IMPLEMENTATION as CPU_ATTENTION
 from rai_multi.models.kv_cache import PreallocatedLayer
+from rai_multi.models.packed_head import packed_output_layer
 from rai_multi.models.text_ops import cut_at_stop, row_seed  # noqa: F401 (re-exported)
 from rai_multi.models.shared_prefix import SharedPrefixLayer, SharedSegment, additive_mask, shared_prefix_layers
 from rai_multi.models.window_masks import (WindowLayout, build_masks, full_history_cache, key_positions, takes_masks,
@@ -350,7 +351,12 @@ class CausalDecoder(_Decoder):
         """``num_samples`` continuations per row, rows in the order the units list them
         (each unit's rows sorted longest first). Every unit is prefilled in token-budget
         sub-batches after its own shared prefix; with a plain cache all sub-batches are
-        then decoded as one batch, else each sub-batch on its own."""
+        then decoded as one batch, else each sub-batch on its own. An fp32 CPU model's output
+        layer runs on its packed weight meanwhile (packed_head.py)."""
+        with packed_output_layer(self.model):
+            return self._generate(units, sampling, num_samples)
+
+    def _generate(self, units: Sequence[PrefillUnit], sampling: Sampling, num_samples: int) -> list[list[str]]:
         parts, rows, subs = [], [], []
         for unit in units:
             lengths = [len(r.ids) for r in unit.rows]
