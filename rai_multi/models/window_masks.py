@@ -33,8 +33,9 @@ FINGERPRINT = "window-masks@1"  # in the cache keys of non-plain decoders (model
 @dataclass(frozen=True)
 class WindowLayout:
     """How a sliding-window decoder takes its masks: ``window`` (keys at most window - 1
-    positions back), and ``layer_types``, the model's own per-layer names, when it takes a
-    dict of one mask per layer type; None when every layer slides and it takes one tensor."""
+    positions back), ``layer_types``, the model's own per-layer names, when it takes a
+    dict of one mask per layer type (None when every layer slides and it takes one tensor),
+    and ``layers``, the number of cache layers it fills."""
 
     window: int
     layer_types: tuple[str, ...] | None
