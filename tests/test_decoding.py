@@ -1,8 +1,8 @@
 """Our decode loop (models/decoding.py) against the simple path: transformers'
 ``model.generate`` one prompt at a time, greedy, fp32. Covers encoder-decoder, plain
-decoder-only (merged, preallocated cache) and a sliding-window decoder (Gemma 3 layout,
-cache left to transformers), with rows of different stop strings and token limits in one
-batch, and the sampling path's own guarantees."""
+decoder-only (merged, preallocated cache) and a sliding-window decoder (Gemma 3 layout;
+tests/test_sliding_window.py covers its windows in depth), with rows of different stop
+strings and token limits in one batch, and the sampling path's own guarantees."""
 
 from __future__ import annotations
 

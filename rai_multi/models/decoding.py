@@ -12,8 +12,11 @@
   tokens, so a step writes one column instead of re-concatenating the whole history
   (what transformers' DynamicCache does, an O(length) copy per step and layer);
 - a few-shot exemplar block shared by several prompts is prefilled once; for models on our
-  CPU attention (bf16) its keys and values are then attended in place by all its rows
+  CPU attention its keys and values are then attended in place by all its rows
   (shared_prefix.py) instead of being copied into each row and read once per row a step;
+- models with sliding-window layers (Gemma 3) keep every key in the same preallocated
+  caches, and the window is applied by masks built from token positions
+  (window_masks.py), so their sub-batches merge and share exemplar blocks in place too;
 - sampled continuations of one prompt share one prefill (the cache is repeated, not
   recomputed), and every row draws from its own generator seeded by the request seed,
   the sample id and the sample index, so samples do not depend on batching or sharding.
@@ -34,8 +37,11 @@ from transformers.cache_utils import Cache, DynamicCache, DynamicLayer, EncoderD
 
 from rai_multi.models.cpu_attention import IMPLEMENTATION as CPU_ATTENTION
 from rai_multi.models.kv_cache import PreallocatedLayer
+from rai_multi.models.packed_head import packed_output_layer
 from rai_multi.models.text_ops import cut_at_stop, row_seed  # noqa: F401 (re-exported)
 from rai_multi.models.shared_prefix import SharedPrefixLayer, SharedSegment, additive_mask, shared_prefix_layers
+from rai_multi.models.window_masks import (WindowLayout, build_masks, full_history_cache, key_positions, takes_masks,
+                                           window_layout)
 
 
 @dataclass(frozen=True)
@@ -226,13 +232,26 @@ class CausalDecoder(_Decoder):
     def __init__(self, model: Any, tokenizer: Any, token_budget: int):
         super().__init__(model, tokenizer, token_budget)
         self.plain = plain_kv_cache(model.config)
-        self.shared = self.plain and shares_prefix_in_attention(model)
+        # sliding-window layers (Gemma 3): whole-history caches, windows held by the masks
+        layout = None if self.plain else window_layout(model.config)
+        self.window: WindowLayout | None = layout if layout and takes_masks(model, layout, self.cache_kw) else None
+        self.mergeable = self.plain or self.window is not None
+        self.shared = self.mergeable and shares_prefix_in_attention(model)
+
+    def _empty_cache(self) -> Any:
+        """A cache for a prefill: transformers' own, or for a sliding-window model one that
+        keeps every key (the masks apply the window)."""
+        return full_history_cache(self.window) if self.window else DynamicCache(config=self.model.config)
 
     @torch.inference_mode()
     def prefix_cache(self, prefix: Sequence[int]) -> Any:
         ids = torch.tensor([list(prefix)], device=self.model.device)
-        cache = DynamicCache(config=self.model.config)
-        self.model(input_ids=ids, use_cache=True, logits_to_keep=1, **{self.cache_kw: cache})
+        cache = self._empty_cache()
+        extra = {}
+        if self.window is not None:
+            positions = torch.arange(len(prefix), device=ids.device)[None]
+            extra = {"position_ids": positions, "attention_mask": build_masks(self.window, positions, positions)}
+        self.model(input_ids=ids, use_cache=True, logits_to_keep=1, **extra, **{self.cache_kw: cache})
         return cache
 
     def _prefill(self, rows: Sequence[DecodeRow], prefix_len: int, prefix_cache: Any):
@@ -253,8 +272,10 @@ class CausalDecoder(_Decoder):
             cache = copy.deepcopy(prefix_cache)
             cache.batch_repeat_interleave(len(rows))
         else:
-            cache = DynamicCache(config=self.model.config)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+            cache = self._empty_cache()
+        attend = mask if self.window is None else build_masks(self.window, key_positions(mask, positions[:, -1]),
+                                                              positions)
+        out = self.model(input_ids=ids, attention_mask=attend, position_ids=positions, use_cache=True,
                          logits_to_keep=1, **{self.cache_kw: cache})
         return out.logits[:, -1], cache, mask, positions[:, -1]
 
@@ -271,15 +292,19 @@ class CausalDecoder(_Decoder):
         # the same positions as _prefill: the prefix holds 0..P-1, padding repeats P-1
         positions = prefix_len - 1 + keep.long().cumsum(-1)
         causal = torch.ones((width, width), dtype=torch.bool).tril()
-        mask = additive_mask(keep[:, None, None, :] & causal, prefix_cache.layers[0].keys.dtype)
+        dtype = prefix_cache.layers[0].keys.dtype
+        if self.window is None:
+            mask = additive_mask(keep[:, None, None, :] & causal, dtype)
+        else:  # the same visibility by position, and the window
+            mask = build_masks(self.window, key_positions(keep, positions[:, -1]), positions, dtype)
         device = self.model.device
         cache = Cache(layers=shared_prefix_layers(prefix_cache, len(rows), width))
-        out = self.model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
+        out = self.model(input_ids=ids.to(device), attention_mask=mask, position_ids=positions.to(device),
                          use_cache=True, logits_to_keep=1, **{self.cache_kw: cache})
         return out.logits[:, -1], cache, keep.long().to(device), positions[:, -1].to(device)
 
     @staticmethod
-    def _merge(parts: list[tuple], capacity_new: int, repeats: int, shared: bool = False):
+    def _merge(parts: list[tuple], capacity_new: int, repeats: int, shared: bool = False, positions: bool = False):
         """One preallocated cache from sub-batch caches of different widths (and different
         shared prefixes): each is written left-padded (masked, zeroed columns) into one
         buffer per layer sized for the new tokens too, its rows repeated ``repeats`` times
@@ -288,7 +313,9 @@ class CausalDecoder(_Decoder):
 
         ``shared``: the parts hold only the rows' own tokens (_prefill_shared, or no prefix);
         each part's shared segment is kept once and named for its rows, and the mask is
-        additive, 4-D, and spans the whole buffer (positions not yet written are masked)."""
+        additive, 4-D, and spans the whole buffer (positions not yet written are masked).
+        ``positions`` (sliding-window models): instead of a mask, the position of each
+        buffer column's token, -1 for padding and columns not yet written (window_masks.py)."""
         width = max(p[2].shape[1] for p in parts)
         capacity = width + capacity_new
         rep = (lambda t: t.repeat_interleave(repeats, 0)) if repeats > 1 else (lambda t: t)
@@ -308,28 +335,42 @@ class CausalDecoder(_Decoder):
                 row += n
             layers.append(SharedPrefixLayer(keys, values, width, tuple(segments)))
         mask = rep(torch.cat([torch.cat([m.new_zeros(m.shape[0], width - m.shape[1]), m], 1) for _, _, m, _ in parts]))
+        last = rep(torch.cat([p[3] for p in parts]))
+        if positions:
+            keys = torch.full((mask.shape[0], capacity), -1, dtype=torch.long, device=mask.device)
+            keys[:, :width] = key_positions(mask, last)
+            return rep(torch.cat([p[0] for p in parts])), Cache(layers=layers), keys, last
         if shared:
             keep = torch.zeros((mask.shape[0], capacity), dtype=torch.bool, device=mask.device)
             keep[:, :width] = mask.bool()
             mask = additive_mask(keep, layers[0].keys.dtype)[:, None, None, :]
-        return rep(torch.cat([p[0] for p in parts])), Cache(layers=layers), mask, rep(torch.cat([p[3] for p in parts]))
+        return rep(torch.cat([p[0] for p in parts])), Cache(layers=layers), mask, last
 
     @torch.inference_mode()
     def generate(self, units: Sequence[PrefillUnit], sampling: Sampling, num_samples: int) -> list[list[str]]:
         """``num_samples`` continuations per row, rows in the order the units list them
         (each unit's rows sorted longest first). Every unit is prefilled in token-budget
         sub-batches after its own shared prefix; with a plain cache all sub-batches are
-        then decoded as one batch, else each sub-batch on its own."""
+        then decoded as one batch, else each sub-batch on its own. An fp32 CPU model's output
+        layer runs on its packed weight meanwhile (packed_head.py)."""
+        with packed_output_layer(self.model):
+            return self._generate(units, sampling, num_samples)
+
+    def _generate(self, units: Sequence[PrefillUnit], sampling: Sampling, num_samples: int) -> list[list[str]]:
         parts, rows, subs = [], [], []
         for unit in units:
             lengths = [len(r.ids) for r in unit.rows]
-            for part in _budget_split(lengths, self.token_budget, self.max_waste, len(unit.prefix)):
+            # Caches left to transformers (not mergeable) are indexed by column, not position:
+            # padding between a prefix and a row's own tokens would shift a sliding window or
+            # run through a recurrent state, so there a prefix's sub-batches hold equal lengths.
+            waste = self.max_waste if self.mergeable or not unit.prefix else 0.0
+            for part in _budget_split(lengths, self.token_budget, waste, len(unit.prefix)):
                 sub = [unit.rows[i] for i in part]
                 prefill = self._prefill_shared if self.shared and unit.prefix else self._prefill
                 parts.append(prefill(sub, len(unit.prefix), unit.cache))
                 rows.extend(sub)
                 subs.append(sub)
-        if not self.plain:  # sliding windows or other caches: decode each sub-batch alone
+        if not self.mergeable:  # recurrent, chunked or other caches: decode each sub-batch alone
             out: list[list[str]] = []
             for part, sub in zip(parts, subs):
                 out.extend(self._decode([part], sub, sampling, num_samples, merge=False))
@@ -340,7 +381,7 @@ class CausalDecoder(_Decoder):
         max_new = max(r.max_new_tokens for r in rows)
         shared = self.shared and any(getattr(p[1].layers[0], "segments", ()) for p in parts)
         if merge:
-            logits, cache, mask, last = self._merge(parts, max_new, k, shared)
+            logits, cache, mask, last = self._merge(parts, max_new, k, shared, positions=self.window is not None)
         else:
             logits, cache, mask, last = parts[0]
             if k > 1:
@@ -354,15 +395,34 @@ class CausalDecoder(_Decoder):
             if keep is not None:
                 cache.batch_select_indices(keep)
                 state["mask"], state["pos"] = state["mask"][keep], state["pos"][keep]
-            state["mask"] = _open_column(state["mask"], cache) if shared else torch.cat(
-                [state["mask"], state["mask"].new_ones(state["mask"].shape[0], 1)], 1)
             state["pos"] = state["pos"] + 1
-            out = self.model(input_ids=tokens, attention_mask=state["mask"], position_ids=state["pos"][:, None],
+            if self.window is not None:
+                state["mask"], attend = _window_step(self.window, state["mask"], state["pos"], cache, shared)
+            else:
+                state["mask"] = _open_column(state["mask"], cache) if shared else torch.cat(
+                    [state["mask"], state["mask"].new_ones(state["mask"].shape[0], 1)], 1)
+                attend = state["mask"]
+            out = self.model(input_ids=tokens, attention_mask=attend, position_ids=state["pos"][:, None],
                              use_cache=True, **{self.cache_kw: cache})
             return out.logits[:, -1]
 
         texts = decode_loop(logits, step, expanded, sampling, generators, self.tokenizer, self.eos_ids)
         return [texts[i * k : (i + 1) * k] for i in range(len(rows))]
+
+
+def _window_step(layout: WindowLayout, keys: torch.Tensor, pos: torch.Tensor, cache: Any,
+                 shared: bool) -> tuple[torch.Tensor, Any]:
+    """A decode step of a sliding-window model: label the column the new token is about to
+    be written to with its position (``keys``: per-column positions, as _merge builds them;
+    past the planned length they double as the cache does), and build the step's masks:
+    over the whole buffer, additive, for shared rows (as shared_prefix.py reads it), over
+    the written columns otherwise (what the attention's key views hold)."""
+    filled = cache.layers[0].get_seq_length()
+    if filled >= keys.shape[1]:
+        keys = torch.cat([keys, torch.full_like(keys, -1)], 1)
+    keys[:, filled] = pos
+    dtype = cache.layers[0].keys.dtype if shared else None
+    return keys, build_masks(layout, keys if shared else keys[:, : filled + 1], pos[:, None], dtype)
 
 
 def _open_column(mask: torch.Tensor, cache: Any) -> torch.Tensor:

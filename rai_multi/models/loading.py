@@ -16,6 +16,9 @@ from typing import Any
 from rai_multi.errors import ModelLoadError
 from rai_multi.models.cpu_attention import FINGERPRINT as CPU_DECODE_ATTENTION
 from rai_multi.models.cpu_attention import use_cpu_decode_attention
+from rai_multi.models import packed_head
+from rai_multi.models.decoding import plain_kv_cache
+from rai_multi.models.window_masks import FINGERPRINT as WINDOW_MASKS
 from rai_multi.models.device import choose_device, load_dtype
 from rai_multi.models.hf import HFAdapter
 from rai_multi.store import file_sha256
@@ -240,6 +243,16 @@ def load_model(
         # A different kernel rounds differently: cached bf16 answers of the SDPA path are not reused.
         attention = f"|{CPU_DECODE_ATTENTION}"
         description["attention"] = CPU_DECODE_ATTENTION
+    if not getattr(model.config, "is_encoder_decoder", False) and not plain_kv_cache(model.config):
+        # Sliding-window (and other non-plain) decoders: rows after a shared exemplar block were
+        # padded between block and question, which shifted their windows; answers cached
+        # before window_masks.py are not reused.
+        attention += f"|{WINDOW_MASKS}"
+        description["window_masks"] = WINDOW_MASKS
+    if not getattr(model.config, "is_encoder_decoder", False) and packed_head.applies(model):
+        # generation's output layer rounds differently (packed_head.py): cached answers are not reused
+        attention += f"|{packed_head.FINGERPRINT}"
+        description["output_layer"] = packed_head.FINGERPRINT
     return HFAdapter(
         model,
         tokenizer,

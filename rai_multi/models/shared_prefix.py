@@ -93,15 +93,30 @@ def _flash(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: to
         query, key, value, 0.0, False, attn_mask=mask, scale=scale)
 
 
-def _segment_part(query: torch.Tensor, seg: SharedSegment, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Attention of ``query`` ``[r, heads, L, dim]`` over one segment, no mask. The r rows'
-    queries of each key/value head are stacked into one ``[r * groups * L]`` query block, so
-    the segment is read once for all of them (one matrix product, not r matrix-vector ones)."""
+def _segment_part(query: torch.Tensor, seg: SharedSegment, scale: float,
+                  window_start: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Attention of ``query`` ``[r, heads, L, dim]`` over one segment. The r rows' queries of
+    each key/value head are stacked into one ``[r * groups * L]`` query block, so the segment
+    is read once for all of them (one matrix product, not r matrix-vector ones).
+
+    ``window_start`` ``[r, L]`` (a sliding-window layer; window_masks.py): the first segment
+    position each query may see (segment positions are 0..length-1). Columns no query sees
+    are not read; the rest are masked per query; None when no query sees any of it."""
     rows, heads, length, dim = query.shape
     kv_heads = seg.keys.shape[1]
     groups = heads // kv_heads
+    keys, values, mask = seg.keys, seg.values, None
+    if window_start is not None:
+        first = max(0, int(window_start.min()))
+        if first >= keys.shape[2]:
+            return None
+        keys, values = keys[:, :, first:], values[:, :, first:]
+        if int(window_start.max()) > first:
+            columns = torch.arange(first, first + keys.shape[2], device=keys.device)
+            seen = (columns >= window_start[:, None, :, None]).expand(rows, groups, length, columns.shape[0])
+            mask = additive_mask(seen.reshape(1, 1, rows * groups * length, -1), query.dtype)
     q = query.reshape(rows, kv_heads, groups, length, dim).permute(1, 0, 2, 3, 4)
-    out, lse = _flash(q.reshape(1, kv_heads, rows * groups * length, dim), seg.keys, seg.values, None, scale)
+    out, lse = _flash(q.reshape(1, kv_heads, rows * groups * length, dim), keys, values, mask, scale)
     out = out.reshape(kv_heads, rows, groups, length, dim).permute(1, 0, 2, 3, 4).reshape(rows, heads, length, dim)
     lse = lse.reshape(kv_heads, rows, groups, length).permute(1, 0, 2, 3).reshape(rows, heads, length)
     return out, lse
@@ -148,17 +163,22 @@ def shared_prefix_attention(query: torch.Tensor, key: torch.Tensor, value: torch
 
     query ``[n, heads, L, dim]``; key/value: the rows' suffix views (a SharedPrefixLayer's;
     in a decode step their whole buffers are used when ``mask`` spans them); mask additive
-    ``[n, 1, L, S]`` over the suffix. Returns ``[n, heads, L, dim]``."""
+    ``[n, 1, L, S]`` over the suffix, carrying ``window_start`` ``[n, L]`` in a sliding-window
+    layer (window_masks.build_masks), which limits the segments too. Returns
+    ``[n, heads, L, dim]``."""
     full_key, full_value = getattr(key, "full_buffer", None), getattr(value, "full_buffer", None)
     if full_key is not None and mask.shape[-1] == full_key.shape[2] != key.shape[2]:
         key, value = full_key, full_value
     if mask.shape[-1] != key.shape[2]:
         raise RuntimeError(f"shared-prefix mask covers {mask.shape[-1]} positions, the suffix holds {key.shape[2]}")
     out, lse = _suffix_part(query, key, value, mask, scale)
+    window_start = getattr(mask, "window_start", None)  # a sliding layer's (window_masks.build_masks)
     for seg in segments:
-        seg_out, seg_lse = _segment_part(query[seg.start : seg.stop], seg, scale)
-        out[seg.start : seg.stop] = merge_partials(seg_out, seg_lse, out[seg.start : seg.stop],
-                                                   lse[seg.start : seg.stop])
+        part = _segment_part(query[seg.start : seg.stop], seg, scale,
+                             None if window_start is None else window_start[seg.start : seg.stop])
+        if part is not None:
+            out[seg.start : seg.stop] = merge_partials(part[0], part[1], out[seg.start : seg.stop],
+                                                       lse[seg.start : seg.stop])
     return out
 
 
