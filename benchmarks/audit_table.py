@@ -3,12 +3,12 @@ with its 95% CI (from metrics.json, as the runs computed them) and the paired de
 (candidate - baseline) with a paired bootstrap CI over the items both models answered
 (macro slices resampled within each language), for the README's base-vs-finetune figures.
 
-A metric is named as task:metric:field, where field is the per-item value in samples.jsonl
+A metric is named as task[/setting]:metric:field, where field is the per-item value in samples.jsonl
 that the metric averages; ``extraction=phrase`` means "1 where the item's field equals the
 value". Slices are metrics.json slice names.
 
     python benchmarks/audit_table.py runs/flan_finetune --baseline gemma3-270m \\
-        --metric mgsm:extraction_phrase_rate:extraction=phrase --metric tydiqa:f1:f1 \\
+        --metric mgsm/native_cot:extraction_phrase_rate:extraction=phrase --metric tydiqa:f1:f1 \\
         --slices all,all_excl_en,tier=low,lang=sw
 """
 
@@ -65,17 +65,23 @@ def main() -> None:
     parser.add_argument("runs", type=Path)
     parser.add_argument("--baseline", required=True)
     parser.add_argument("--metric", action="append", required=True,
-                        help="task:metric:field[:only_key=only_value], e.g. bbq:accuracy_ambig:correct:condition=ambig")
+                        help="task[/setting]:metric:field[:only_key=only_value], e.g. "
+                             "bbq:accuracy_ambig:correct:condition=ambig")
     parser.add_argument("--slices", default="all")
     parser.add_argument("--seed", type=int, default=1234)
     args = parser.parse_args()
     runs = load_runs(find_run_dirs([args.runs]))
-    print("| task | metric | slice | n | " + " | ".join(sorted({r.model for r in runs})) + " | paired delta [95% CI] |")
+    print("| task/setting | metric | slice | n | " + " | ".join(sorted({r.model for r in runs})) + " | paired delta [95% CI] |")
     print("|---|---|---|---|" + "---|" * len({r.model for r in runs}) + "---|")
     for spec in args.metric:
-        task, metric, field, *rest = spec.split(":")
+        name, metric, field, *rest = spec.split(":")
+        task, _, setting = name.partition("/")
         only = tuple(rest[0].split("=", 1)) if rest else None
-        by_model = {r.model: r for r in runs if r.task == task}
+        chosen = [r for r in runs if r.task == task and setting in ("", r.setting)]
+        by_model = {r.model: r for r in chosen}
+        if len(by_model) != len(chosen):
+            raise SystemExit(f"{name}: several runs per model ({', '.join(sorted({r.setting for r in chosen}))}); "
+                             "name the setting as task/setting")
         base = by_model[args.baseline]
         cands = [m for m in sorted(by_model) if m != args.baseline]
         for slice_name in args.slices.split(","):
@@ -92,7 +98,7 @@ def main() -> None:
                 continue
             point, ci, shared = paired(base, by_model[cands[0]], field, slice_name, args.seed, only)
             delta = f"{point:+.3f}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "")
-            print(f"| {task} | {metric} | {slice_name} | {n} | " + " | ".join(cells) + f" | {delta} (n={shared}) |")
+            print(f"| {task}/{by_model[args.baseline].setting} | {metric} | {slice_name} | {n} | " + " | ".join(cells) + f" | {delta} (n={shared}) |")
 
 
 if __name__ == "__main__":
