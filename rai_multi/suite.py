@@ -131,8 +131,9 @@ def _check_finetune_rows(models: list[ModelSpec], path: Path) -> None:
         if base.finetune is not None:
             raise ConfigError(f"{where}: finetune.of names {base.name!r}, itself a finetune; finetune its base "
                               "with a mixture that holds both")
-        if base.model_spec().backend != "hf":
-            raise ConfigError(f"{where}: finetune.of names {base.name!r}, a {base.model_spec().backend} model; "
+        backend = base.model_spec().backend
+        if backend != "hf":
+            raise ConfigError(f"{where}: finetune.of names {base.name!r}, a {backend} model; "
                               "finetuning needs weights in this process (a folder, .gguf, hub id or demo: model)")
 
 
