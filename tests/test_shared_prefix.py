@@ -83,6 +83,38 @@ def test_decode_step_uses_the_whole_buffer_and_ignores_unwritten_positions(dtype
     assert torch.allclose(out.double(), want, atol=tol, rtol=tol)
 
 
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 3e-2)])
+def test_a_decode_step_split_into_row_chunks_still_matches_the_definition(dtype, tol, monkeypatch):
+    """With chunks free, every run of rows with its own first column becomes a chunk that
+    reads only from there; the answer is still the definition's."""
+    monkeypatch.setattr(shared_prefix, "CHUNK_OVERHEAD", 0)
+    q, k, v, segments, per_row = _case(dtype, length=1, suffix=7)
+    keep_cols = [[j >= pad for j in range(7)] for pad in (0, 3, 1, 6, 2)]
+    mask = additive_mask(torch.tensor(keep_cols), dtype)[:, None, None, :]
+    assert shared_prefix.row_chunks(mask) == [(0, 1, 0), (1, 2, 3), (2, 3, 1), (3, 4, 6), (4, 5, 2)]
+    out = shared_prefix_attention(q, k, v, mask, 0.35, segments)
+    want = _definition(q, [s[0] for s in per_row], [s[1] for s in per_row], k, v, [[row] for row in keep_cols], 0.35)
+    assert torch.allclose(out.double(), want, atol=tol, rtol=tol)
+
+
+def test_row_chunks_split_where_it_saves_more_reads_than_a_chunk_costs(monkeypatch):
+    def chunks(pads, width):
+        keep = torch.tensor([[j >= pad for j in range(width)] for pad in pads])
+        return shared_prefix.row_chunks(additive_mask(keep, torch.float32)[:, None, None, :])
+
+    monkeypatch.setattr(shared_prefix, "CHUNK_OVERHEAD", 100)
+    # two long rows, then six short ones: reading 6 x 800 padded columns costs more than a chunk
+    assert chunks([0, 10, 800, 800, 820, 800, 810, 805], 1000) == [(0, 2, 0), (2, 8, 800)]
+    # short ones in the middle too: three runs
+    assert chunks([800, 800, 0, 5, 800, 800], 1000) == [(0, 2, 800), (2, 4, 0), (4, 6, 800)]
+    # saving 30 columns on 2 rows (60) does not pay for a chunk (100)
+    assert chunks([0, 0, 30, 30], 1000) == [(0, 4, 0)]
+    mask = additive_mask(torch.tensor([[False, False, True, True, False]] * 3), torch.float32)[:, None, None, :]
+    assert shared_prefix.row_chunks(mask) == [(0, 3, 2)]
+    mask[..., 4] = 0  # a decode step opens the next column in place: the chunks still hold
+    assert shared_prefix.row_chunks(mask) == [(0, 3, 2)]
+
+
 def test_merging_two_partial_softmaxes_is_the_joint_softmax():
     torch.manual_seed(1)
     scores, values = torch.randn(3, 10).double(), torch.randn(10, 4).double()

@@ -30,7 +30,7 @@ import torch
 from rai_multi.models.shared_prefix import shared_prefix_attention
 
 IMPLEMENTATION = "rai_multi_cpu_decode"
-FINGERPRINT = f"{IMPLEMENTATION}@2"  # 2: shared exemplar blocks attended in place
+FINGERPRINT = f"{IMPLEMENTATION}@3"  # 2: shared exemplar blocks attended in place; 3: decode rows read from their first attended column (shared_prefix.row_chunks)
 _LOW_PRECISION = (torch.bfloat16, torch.float16)
 
 

@@ -37,7 +37,7 @@ from transformers.cache_utils import Cache, DynamicCache, DynamicLayer, EncoderD
 
 from rai_multi.models.cpu_attention import IMPLEMENTATION as CPU_ATTENTION
 from rai_multi.models.kv_cache import PreallocatedLayer
-from rai_multi.models.packed_head import packed_output_layer
+from rai_multi.models.packed_linears import packed_linears
 from rai_multi.models.text_ops import cut_at_stop, row_seed  # noqa: F401 (re-exported)
 from rai_multi.models.shared_prefix import SharedPrefixLayer, SharedSegment, additive_mask, shared_prefix_layers
 from rai_multi.models.window_masks import (WindowLayout, build_masks, full_history_cache, key_positions, takes_masks,
@@ -108,7 +108,8 @@ def _choose(logits: torch.Tensor, sampling: Sampling, generators: Sequence[torch
     """Next token per row: argmax, or a draw after temperature, top-k and top-p (in that
     order, as transformers applies them)."""
     if not sampling.do_sample:
-        return logits.argmax(-1).tolist()
+        # the same index either way (bf16 -> fp32 is exact); argmax over bf16 is 2x slower on a CPU
+        return logits.float().argmax(-1).tolist()
     scores = logits.float() / max(sampling.temperature, 1e-6)
     if sampling.top_k and sampling.top_k < scores.shape[-1]:
         kth = torch.topk(scores, sampling.top_k, dim=-1).values[:, -1:]
@@ -351,9 +352,9 @@ class CausalDecoder(_Decoder):
         """``num_samples`` continuations per row, rows in the order the units list them
         (each unit's rows sorted longest first). Every unit is prefilled in token-budget
         sub-batches after its own shared prefix; with a plain cache all sub-batches are
-        then decoded as one batch, else each sub-batch on its own. An fp32 CPU model's output
-        layer runs on its packed weight meanwhile (packed_head.py)."""
-        with packed_output_layer(self.model):
+        then decoded as one batch, else each sub-batch on its own. A CPU model's Linear
+        layers run on packed weights meanwhile (packed_linears.py)."""
+        with packed_linears(self.model):
             return self._generate(units, sampling, num_samples)
 
     def _generate(self, units: Sequence[PrefillUnit], sampling: Sampling, num_samples: int) -> list[list[str]]:

@@ -16,7 +16,7 @@ from typing import Any
 from rai_multi.errors import ModelLoadError
 from rai_multi.models.cpu_attention import FINGERPRINT as CPU_DECODE_ATTENTION
 from rai_multi.models.cpu_attention import use_cpu_decode_attention
-from rai_multi.models import packed_head
+from rai_multi.models import packed_linears
 from rai_multi.models.decoding import plain_kv_cache
 from rai_multi.models.window_masks import FINGERPRINT as WINDOW_MASKS
 from rai_multi.models.device import choose_device, load_dtype
@@ -249,10 +249,10 @@ def load_model(
         # before window_masks.py are not reused.
         attention += f"|{WINDOW_MASKS}"
         description["window_masks"] = WINDOW_MASKS
-    if not getattr(model.config, "is_encoder_decoder", False) and packed_head.applies(model):
-        # generation's output layer rounds differently (packed_head.py): cached answers are not reused
-        attention += f"|{packed_head.FINGERPRINT}"
-        description["output_layer"] = packed_head.FINGERPRINT
+    if not getattr(model.config, "is_encoder_decoder", False) and packed_linears.applies(model):
+        # generation's Linear layers round differently (packed_linears.py): cached answers are not reused
+        attention += f"|{packed_linears.FINGERPRINT}"
+        description["linear_layers"] = packed_linears.FINGERPRINT
     return HFAdapter(
         model,
         tokenizer,
