@@ -327,6 +327,27 @@ def report(raw: dict) -> str:
                   "| model | workload | dtype | prefill CPU s | prefill GFLOP | prefill GB | prefill roofline s (bound) | "
                   "prefill fraction | decode CPU s | decode GFLOP | decode GB | decode roofline s (bound) | decode fraction |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|", *phase_rows]
+    bound_rows = []
+    for source, entry in raw["models"].items():
+        fp32 = entry.get("phases", {}).get("fp32")
+        if not fp32:
+            continue
+        for w, p in fp32.items():
+            lm = [r["result"][w]["cpu_s"] for r in entry["runs"] if r["tool"] == "lm_eval"]
+            rai = [r["result"][w]["cpu_s"] for r in entry["runs"] if r["tool"] == "rai" and r["dtype"] == "fp32"]
+            if not lm or not rai:
+                continue
+            roofs = [max(p["flops"][ph] / (peaks["peak_gflops"]["fp32"] * 1e9),
+                         p[f"{ph}_read_bytes"] / (peaks["bandwidth_gbs"] * 1e9)) for ph in ("prefill", "decode")]
+            lm_s, rai_s = statistics.median(lm), statistics.median(rai)
+            bound_rows.append(f"| {source} | {w} | {lm_s:.1f} | {rai_s:.1f} | {roofs[0]:.1f} + {roofs[1]:.1f} | "
+                              f"{lm_s / rai_s:.2f}x | **{lm_s / sum(roofs):.2f}x** |")
+    if bound_rows:
+        lines += ["", "How far the fp32 ratio could go: lm-eval's CPU seconds over the least time rai-multi's own "
+                      "work can take (its prefill and decode rooflines, fp32, added): a ratio above the bound "
+                      "would need fewer FLOPs or bytes, not faster code.", "",
+                  "| model | workload | lm-eval CPU s | rai-multi CPU s | rai-multi rooflines s (prefill + decode) | "
+                  "ratio | bound on the ratio |", "|---|---|---|---|---|---|---|", *bound_rows]
     lines += ["", "Reproduce: `RAI_MULTI_DATA=../shared/data python benchmarks/bench_generate.py "
                   f"--per-lang {raw['args']['per_lang']} --mgsm-tokens {raw['args']['mgsm_tokens']} --repeats "
                   f"{raw['args']['repeats']} --dtypes {raw['args']['dtypes']} --lm-eval-batches "

@@ -1,7 +1,7 @@
 """Where a generation run's time goes, split into prefill and decode, with what each phase
 must at least cost on this machine: prefill is bound by matmul throughput (FLOPs / peak),
 a decode step by memory (the weights once, plus the keys and values each row attends to,
-/ read bandwidth). Used by bench_eval.py to say why a run reaches the fraction of the FLOP
+padding not counted, / read bandwidth). Used by bench_eval.py to say why a run reaches the fraction of the FLOP
 floor it does.
 
 A forward hook on the model (and on the encoder of an encoder-decoder model) classifies
@@ -83,6 +83,48 @@ def _cache_bytes(cache: Any) -> int:
     return total
 
 
+def _attended(mask: Any) -> int | None:
+    """(row, key position) pairs a decode step's mask lets its rows attend: a boolean mask,
+    an additive one (attended where above half the dtype's minimum) or a 0/1 integer one."""
+    if not isinstance(mask, torch.Tensor):
+        return None
+    if mask.dtype == torch.bool:
+        return int(mask.sum())
+    if mask.is_floating_point():
+        return int((mask > torch.finfo(mask.dtype).min / 2).sum())
+    return int((mask != 0).sum())
+
+
+def _attended_bytes(model: Any, cache: Any, mask: Any) -> int | None:
+    """Bytes of keys and values a decode step must read: in every layer, each row's attended
+    positions of its own keys and values (the mask for that layer's type), plus each shared
+    exemplar block once, from the first position a row of it can see (a sliding window may
+    start inside the block). Padding and unwritten buffer columns are not counted: the
+    roofline is what the step needs, not what a kernel happens to read. None where the
+    cache or mask is of a form this does not know (the caller then counts the buffers)."""
+    layers = getattr(cache, "layers", None)
+    if not layers or hasattr(cache, "cross_attention_cache") or mask is None:
+        return None
+    types = getattr(model.config, "layer_types", None) or ["full_attention"] * len(layers)
+    total = 0
+    for layer, kind in zip(layers, types):
+        keys = getattr(layer, "keys", None)
+        if keys is None or keys.numel() == 0:
+            continue
+        layer_mask = mask.get(kind) if isinstance(mask, dict) else mask
+        pairs = _attended(layer_mask)
+        if pairs is None:
+            return None
+        per_position = 2 * keys.shape[1] * keys.shape[-1] * keys.element_size()  # keys and values, all kv heads
+        total += pairs * per_position
+        starts = getattr(layer_mask, "window_start", None)
+        for seg in getattr(layer, "segments", ()):
+            length = seg.keys.shape[2]
+            first = 0 if starts is None else max(0, int(starts[seg.start : seg.stop].min()))
+            total += max(0, length - first) * per_position
+    return total
+
+
 class PhaseMeter:
     """Hooks that add up, per phase, seconds (and FLOPs from an active FlopCounterMode) and,
     for decode steps, the bytes each step must read."""
@@ -116,7 +158,8 @@ class PhaseMeter:
         if phase == "decode":
             self.decode_steps += 1
             cache = kwargs.get("cache", kwargs.get("past_key_values"))
-            self.decode_read_bytes += self._weights + _cache_bytes(cache)
+            needed = _attended_bytes(self.model, cache, kwargs.get("attention_mask"))
+            self.decode_read_bytes += self._weights + (_cache_bytes(cache) if needed is None else needed)
         elif not self._open:  # a top-level prefill forward (an encoder inside a model call is counted there)
             self.prefill_calls += 1
             self.prefill_read_bytes += self._weights

@@ -26,7 +26,7 @@ class _Model(torch.nn.Module):
         return self.head(self.body(x))
 
 
-# rows of 1 to 64 run packed, 65 and more through F.linear; (2, 5, 64) is a 3-D input
+# rows of 1 (bf16) or 3 (fp32) to 64 run packed, the rest through F.linear; (2, 5, 64) is a 3-D input
 SHAPES = ((1, 64), (3, 64), (8, 64), (21, 64), (64, 64), (65, 64), (300, 64), (2, 5, 64))
 
 
@@ -109,3 +109,18 @@ def test_cache_keys_name_it_where_generation_uses_it(tiny_causal, monkeypatch):
     assert packed_linears.FINGERPRINT in load_model(str(tiny_causal), dtype="bf16").fingerprint
     monkeypatch.setattr(packed_linears, "MAX_PACKED_BYTES", 0)
     assert packed_linears.FINGERPRINT not in load_model(str(tiny_causal), dtype="fp32").fingerprint
+
+
+@pytest.mark.parametrize("dtype,packed_rows", [(torch.float32, {3, 8, 64}), (torch.bfloat16, {1, 2, 3, 8, 64})])
+def test_only_decode_sized_products_go_packed(dtype, packed_rows, monkeypatch):
+    """fp32 from 3 rows (MKL reads the weight at memory speed for 1-2), bf16 from 1; up to 64
+    rows in both (a prefill's products keep F.linear)."""
+    model = _Model(dtype)
+    used: list[int] = []
+    real = packed_linears._packed_weight
+    monkeypatch.setattr(packed_linears, "_packed_weight", lambda layer: used.append(1) or real(layer))
+    with packed_linears.packed_linears(model):
+        for rows in (1, 2, 3, 8, 64, 65, 300):
+            used.clear()
+            model(torch.randn(rows, 64).to(dtype))
+            assert bool(used) == (rows in packed_rows), rows
