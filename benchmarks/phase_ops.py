@@ -47,12 +47,11 @@ def _group(name: str) -> str:
     return "linear" if name in LINEAR else "attention" if name in ATTENTION else "other"
 
 
-def flash_rate(heads: int, dim: int, dtype: str, tokens: int = 1024, repeats: int = 5) -> float:
-    """GFLOP/s of torch's CPU flash attention, causal, at this head shape (FLOPs as
+def flash_rate(heads: int, dim: int, torch_dtype, tokens: int = 1024, repeats: int = 5) -> float:
+    """GFLOP/s of torch's CPU flash attention, causal, at this head shape and dtype (FLOPs as
     phases.attention_flops counts them: the causal half only)."""
     import torch
 
-    torch_dtype = torch.bfloat16 if dtype == "bf16" else torch.float32
     q = torch.randn(1, heads, tokens, dim).to(torch_dtype)
     k = torch.randn(1, heads, tokens, dim).to(torch_dtype)
     v = torch.randn(1, heads, tokens, dim).to(torch_dtype)
@@ -108,11 +107,12 @@ def child(spec: dict) -> dict:
     adapter = load_model(spec["model"], dtype=spec["dtype"])
     counting = adapter if spec["dtype"] == "fp32" else load_model(spec["model"], dtype="fp32")
     model = adapter.model
-    dtype = adapter.description().get("dtype") or spec["dtype"]
+    torch_dtype = next(model.parameters()).dtype
+    dtype = {torch.float32: "fp32", torch.bfloat16: "bf16"}.get(torch_dtype, str(torch_dtype))
     config = model.config
     heads = config.num_attention_heads
     dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    rate = flash_rate(heads, dim, dtype)
+    rate = flash_rate(heads, dim, torch_dtype)
     open_ranges: list = []
 
     def before(_module, _args, kwargs):
@@ -145,13 +145,18 @@ def child(spec: dict) -> dict:
             spans.sort()
             starts = [s for s, _ in spans]
             groups: collections.Counter = collections.Counter()
+            others: collections.Counter = collections.Counter()
             for event in events:
                 if event.name in ranges:
                     continue
                 i = bisect.bisect_right(starts, event.time_range.start) - 1
                 if i >= 0 and event.time_range.end <= spans[i][1]:
                     groups[_group(event.name)] += event.self_cpu_time_total / 1e6
-            seconds["prefill" if phase == "PREFILL" else "decode"] = dict(groups)
+                    if _group(event.name) == "other":
+                        others[event.name] += event.self_cpu_time_total / 1e6
+            key = "prefill" if phase == "PREFILL" else "decode"
+            seconds[key] = dict(groups)
+            seconds[key]["top_other"] = others.most_common(3)
         with FlopCounterMode(display=False, custom_mapping=COUNTED_ATTENTION) as counter:
             meter = PhaseMeter(counting.model, counter)
             flash = _PrefillFlash(counting.model, counter)
@@ -176,7 +181,7 @@ def report(raw: dict) -> str:
         "its roofline the prefill can reach with torch's flash-attention kernel at its measured rate "
         "(attention FLOPs at that rate, the rest at the matmul peak).",
         "",
-        "| model | dtype | workload | phase | CPU s | linear | attention | other | attention kernel GFLOP/s | prefill attention share of FLOPs | prefill cap |",
+        "| model | dtype | workload | phase | CPU s | linear | attention | other (largest three) | attention kernel GFLOP/s | prefill attention share of FLOPs | prefill cap |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for model, runs in raw["models"].items():
@@ -185,9 +190,11 @@ def report(raw: dict) -> str:
             for name, w in run["workloads"].items():
                 for phase in ("prefill", "decode"):
                     s = w["seconds"].get(phase, {})
-                    total = sum(s.values()) or float("nan")
+                    total = sum(s.get(g, 0.0) for g in ("linear", "attention", "other")) or float("nan")
                     cells = [model, run["dtype"], name, phase, f"{total:.2f}"] + [
-                        f"{s.get(g, 0.0):.2f} ({s.get(g, 0.0) / total:.0%})" for g in ("linear", "attention", "other")]
+                        f"{s.get(g, 0.0):.2f} ({s.get(g, 0.0) / total:.0%})" for g in ("linear", "attention")] + [
+                        f"{s.get('other', 0.0):.2f} ({s.get('other', 0.0) / total:.0%}): "
+                        + ", ".join(f"{op.replace('aten::', '')} {sec:.2f}" for op, sec in s.get("top_other", []))]
                     if phase == "prefill":
                         attn, flops = w["prefill_attention_flops"], w["flops"]["prefill"]
                         least = attn / (run["flash_gflops"] * 1e9) + (flops - attn) / peak
