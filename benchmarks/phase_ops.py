@@ -1,7 +1,7 @@
 """Where generation's time goes, per phase and per kind of op, on the real demo models; and
 how far the prefill can get towards its roofline with the attention kernel torch has.
 
-Why: RESULTS_PHASES.md gives each phase's fraction of its roofline
+Why: RESULTS_GENERATE.md (bench_generate.py --phases) gives each phase's fraction of its roofline
 (max(FLOPs / matmul peak, bytes / bandwidth)); this says what the rest of the time is.
 Each (model, dtype) runs in its own process at one thread: one warm-up call, then one
 profiled call (torch.profiler, CPU) of rai-multi's generation with the model's forward
