@@ -39,8 +39,10 @@ FINGERPRINT = "onednn-linears@1"  # in the cache keys of models whose generation
 # the size of a typical decode batch.
 PACK_ROWS = 8
 
-# Products of more rows than this (prefill) use F.linear: measured here, the packed product
-# was 1.1-2x faster up to 64 rows and level (0.9-1.3x) from 128 on.
+# Products of more rows than this (prefill) use F.linear: measured here at the demo models'
+# shapes, the packed product was 1.1-2x faster up to 64 rows; at 128-256 rows fp32 was level
+# (0.9-1.2x) and bf16 mixed (1.1-1.7x), and at 2,048 rows the plain one was faster for some
+# shapes (0.7x), so decode steps, not prefills, are what it is for.
 MAX_ROWS = 64
 
 # The fewest rows an fp32 product runs packed for: at 1-2 rows MKL's sgemm reads the weight
