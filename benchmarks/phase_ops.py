@@ -66,32 +66,6 @@ def flash_rate(heads: int, dim: int, torch_dtype, tokens: int = 1024, repeats: i
     return 2 * pairs * 2 * dim / best / 1e9
 
 
-class _PrefillFlash:
-    """Flash-attention FLOPs counted inside prefill forwards (a shared exemplar block is
-    also attended through the flash kernel in decode steps; those are not the prefill's)."""
-
-    def __init__(self, model, counter):
-        self.counter, self.flops, self._start = counter, 0.0, None
-        self._handles = [model.register_forward_pre_hook(self._before, with_kwargs=True),
-                         model.register_forward_hook(self._after, with_kwargs=True)]
-
-    def _flash(self) -> float:
-        return sum(v for op, v in self.counter.get_flop_counts().get("Global", {}).items()
-                   if "flash_attention" in str(op))
-
-    def _before(self, _module, _args, kwargs) -> None:
-        ids = kwargs.get("input_ids")
-        self._start = None if ids is not None and ids.shape[1] == 1 else self._flash()
-
-    def _after(self, _module, _args, _kwargs, _out) -> None:
-        if self._start is not None:
-            self.flops += self._flash() - self._start
-
-    def close(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-
-
 def child(spec: dict) -> dict:
     """Profile one (model, dtype) on every workload; FLOPs per phase from an fp32 twin."""
     import torch
@@ -100,7 +74,7 @@ def child(spec: dict) -> dict:
 
     torch.set_num_threads(1)
     from bench_generate import requests_of
-    from phases import COUNTED_ATTENTION, PhaseMeter
+    from phases import COUNTED_ATTENTION, PhaseMeter, phase_of
 
     from rai_multi.models.loading import load_model
 
@@ -116,8 +90,7 @@ def child(spec: dict) -> dict:
     open_ranges: list = []
 
     def before(_module, _args, kwargs):
-        ids = kwargs.get("input_ids")
-        label = record_function("DECODE" if ids is not None and ids.shape[1] == 1 else "PREFILL")
+        label = record_function(phase_of(kwargs).upper())
         label.__enter__()
         open_ranges.append(label)
 
@@ -159,11 +132,9 @@ def child(spec: dict) -> dict:
             seconds[key]["top_other"] = others.most_common(3)
         with FlopCounterMode(display=False, custom_mapping=COUNTED_ATTENTION) as counter:
             meter = PhaseMeter(counting.model, counter)
-            flash = _PrefillFlash(counting.model, counter)
             counting.generate(reqs, ids)
             meter.close()
-            flash.close()
-        out["workloads"][name] = {"seconds": seconds, "flops": meter.flops, "prefill_attention_flops": flash.flops}
+        out["workloads"][name] = {"seconds": seconds, "flops": meter.flops, "prefill_attention_flops": meter.attention_flops["prefill"]}
     return out
 
 

@@ -125,6 +125,13 @@ def _attended_bytes(model: Any, cache: Any, mask: Any) -> int | None:
     return total
 
 
+def phase_of(kwargs: dict) -> str:
+    """A decoder forward's phase from its inputs: one new token per row is a decode step,
+    anything else (a prompt or shared-prefix prefill) is prefill."""
+    ids = kwargs.get("decoder_input_ids") if "decoder_input_ids" in kwargs else kwargs.get("input_ids")
+    return "decode" if ids is not None and ids.shape[1] == 1 else "prefill"
+
+
 class PhaseMeter:
     """Hooks that add up, per phase, seconds (and FLOPs from an active FlopCounterMode) and,
     for decode steps, the bytes each step must read."""
@@ -134,6 +141,7 @@ class PhaseMeter:
         self.seconds = {"prefill": 0.0, "decode": 0.0}  # wall
         self.cpu_seconds = {"prefill": 0.0, "decode": 0.0}  # this process's user+sys: what a shared machine gave it
         self.flops = {"prefill": 0.0, "decode": 0.0}
+        self.attention_flops = {"prefill": 0.0, "decode": 0.0}  # the flash kernel's part of flops
         self.decode_steps = 0
         self.decode_read_bytes = 0
         self.prefill_calls = 0
@@ -148,10 +156,15 @@ class PhaseMeter:
             self._handles.append(module.register_forward_hook(self._after, with_kwargs=True))
 
     def _phase(self, module: Any, kwargs: dict) -> str:
-        if module is not self.model:
-            return "prefill"  # the encoder
-        ids = kwargs.get("decoder_input_ids") if "decoder_input_ids" in kwargs else kwargs.get("input_ids")
-        return "decode" if ids is not None and ids.shape[1] == 1 else "prefill"
+        return phase_of(kwargs) if module is self.model else "prefill"  # else: the encoder
+
+    def _counted(self) -> tuple[float, float]:
+        """The counter's FLOPs so far: all, and the flash-attention kernel's."""
+        if self.counter is None:
+            return 0.0, 0.0
+        flash = sum(v for op, v in self.counter.get_flop_counts().get("Global", {}).items()
+                    if "flash_attention" in str(op))
+        return self.counter.get_total_flops(), flash
 
     def _before(self, module: Any, args: tuple, kwargs: dict) -> None:
         phase = self._phase(module, kwargs)
@@ -163,8 +176,7 @@ class PhaseMeter:
         elif not self._open:  # a top-level prefill forward (an encoder inside a model call is counted there)
             self.prefill_calls += 1
             self.prefill_read_bytes += self._weights
-        flops = self.counter.get_total_flops() if self.counter is not None else 0.0
-        self._open.append((phase, time.perf_counter(), time.process_time(), flops))
+        self._open.append((phase, time.perf_counter(), time.process_time(), self._counted()))
 
     def _after(self, module: Any, args: tuple, kwargs: dict, output: Any) -> None:
         phase, started, cpu_started, flops = self._open.pop()
@@ -173,7 +185,9 @@ class PhaseMeter:
         self.seconds[phase] += time.perf_counter() - started
         self.cpu_seconds[phase] += time.process_time() - cpu_started
         if self.counter is not None:
-            self.flops[phase] += self.counter.get_total_flops() - flops
+            total, flash = self._counted()
+            self.flops[phase] += total - flops[0]
+            self.attention_flops[phase] += flash - flops[1]
 
     def close(self) -> None:
         for handle in self._handles:

@@ -243,13 +243,14 @@ def load_model(
         # A different kernel rounds differently: cached bf16 answers of the SDPA path are not reused.
         attention = f"|{CPU_DECODE_ATTENTION}"
         description["attention"] = CPU_DECODE_ATTENTION
-    if not getattr(model.config, "is_encoder_decoder", False) and not plain_kv_cache(model.config):
+    decoder_only = not getattr(model.config, "is_encoder_decoder", False)
+    if decoder_only and not plain_kv_cache(model.config):
         # Sliding-window (and other non-plain) decoders: rows after a shared exemplar block were
         # padded between block and question, which shifted their windows; answers cached
         # before window_masks.py are not reused.
         attention += f"|{WINDOW_MASKS}"
         description["window_masks"] = WINDOW_MASKS
-    if not getattr(model.config, "is_encoder_decoder", False) and packed_linears.applies(model):
+    if decoder_only and packed_linears.applies(model):
         # generation's Linear layers round differently (packed_linears.py): cached answers are not reused
         attention += f"|{packed_linears.FINGERPRINT}"
         description["linear_layers"] = packed_linears.FINGERPRINT

@@ -91,12 +91,17 @@ def _weight_bytes(layers: list[torch.nn.Linear]) -> int:
     return sum(layer.weight.numel() * layer.weight.element_size() for layer in layers)
 
 
+def _layers_to_pack(model: Any) -> list[torch.nn.Linear]:
+    """The layers generation packs: none where torch lacks oneDNN or the model is too big."""
+    if not available():
+        return []
+    layers = packable_layers(model)
+    return layers if _weight_bytes(layers) <= MAX_PACKED_BYTES else []
+
+
 def applies(model: Any) -> bool:
     """Whether generation with this model runs its Linear layers packed."""
-    if not available():
-        return False
-    layers = packable_layers(model)
-    return bool(layers) and _weight_bytes(layers) <= MAX_PACKED_BYTES
+    return bool(_layers_to_pack(model))
 
 
 def _packed_weight(layer: torch.nn.Linear) -> torch.Tensor:
@@ -125,11 +130,12 @@ def _forward(layer: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
 def packed_linears(model: Any) -> Iterator[bool]:
     """Within the block the model's packable Linear layers compute through their packed
     weights (yields whether they do: not for models it does not apply to)."""
-    if not applies(model):
+    layers = _layers_to_pack(model)
+    if not layers:
         yield False
         return
     switched = []
-    for layer in packable_layers(model):
+    for layer in layers:
         if "forward" in layer.__dict__:  # already switched by an enclosing block, or replaced by someone else
             continue
         layer.forward = layer.__dict__["_rai_packed_forward"] = (lambda x, layer=layer: _forward(layer, x))

@@ -133,12 +133,9 @@ def _suffix_part(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, ma
     kv_heads = key.shape[1]
     groups = heads // kv_heads
     if length == 1:
-        chunks = row_chunks(mask)
-        if len(chunks) == 1:
-            return _decode_suffix(query, key, value, mask, scale, chunks[0][2])
         parts = [_decode_suffix(query[r0:r1], key[r0:r1], value[r0:r1], mask[r0:r1], scale, first)
-                 for r0, r1, first in chunks]
-        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+                 for r0, r1, first in row_chunks(mask)]
+        return parts[0] if len(parts) == 1 else (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
     if groups > 1:
         key = key[:, :, None].expand(rows, kv_heads, groups, *key.shape[2:]).reshape(rows, heads, *key.shape[2:])
         value = value[:, :, None].expand(rows, kv_heads, groups, *value.shape[2:]).reshape(rows, heads, *value.shape[2:])
